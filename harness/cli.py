@@ -1,0 +1,171 @@
+"""``zoobench``: the command line, a thin layer over the Python API.
+
+    zoobench ls models [PATTERN] | ls tasks [--data-dir D] | ls suites
+    zoobench run --model M (--suite S | --tasks T[,T..]) [--results DIR] [--overwrite]
+    zoobench results [--results DIR] [--model PATTERN] [--task PATTERN]
+
+Errors in the input (unknown names, bad data files) print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+
+from zoo.errors import ZooError
+
+__all__ = ["main", "build_parser"]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where local tasks live (default: $ZOOBENCH_DATA, ./data, ../shared/data)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(prog="zoobench", description="Benchmark text embedding and ranking models.")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE to register more models (repeatable; also $ZOOBENCH_PLUGINS)",
+    )
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    ls = sub.add_parser("ls", help="list models, tasks or suites")
+    ls.add_argument("what", choices=("models", "tasks", "suites"))
+    ls.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern on names (default: *)")
+    _common(ls)
+
+    run = sub.add_parser("run", help="evaluate a model on a suite or tasks")
+    run.add_argument("--model", "-m", required=True, help="registered model name (see `zoobench ls models`)")
+    which = run.add_mutually_exclusive_group(required=True)
+    which.add_argument("--suite", "-s", help="suite name (see `zoobench ls suites`)")
+    which.add_argument("--tasks", "-t", help="comma-separated task ids, e.g. local/scifact,local/stsb")
+    run.add_argument("--results", default="results", help="results folder (default: results)")
+    run.add_argument("--overwrite", action="store_true", help="recompute tasks that already have a result")
+    run.add_argument("--batch-size", type=int, default=32, help="encoder batch size (default: 32)")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _common(run)
+
+    res = sub.add_parser("results", help="table of the results in a results folder")
+    res.add_argument("--results", default="results", help="results folder (default: results)")
+    res.add_argument("--model", default="*", help="fnmatch pattern on model names")
+    res.add_argument("--task", default="*", help="fnmatch pattern on task ids")
+    return parser
+
+
+def _print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(120, 14 * len(columns))).print(table)
+
+
+def _ls(args: argparse.Namespace) -> None:
+    if args.what == "models":
+        from zoo.registry import get_card, list_models
+
+        rows = []
+        for name in list_models(args.pattern):
+            c = get_card(name)
+            rows.append([name, c.family, str(c.embed_dim or "-"), str(c.max_tokens or "-"), ",".join(c.languages), c.source])
+        _print_table("models", ["name", "family", "dim", "max tokens", "languages", "source"], rows)
+    elif args.what == "tasks":
+        from harness.tasks import TASK_TYPES, list_tasks
+
+        rows = [
+            [s.id, s.type + ("" if s.type in TASK_TYPES else " (not yet supported)"), ",".join(s.splits), ",".join(s.languages)]
+            for s in list_tasks(args.data_dir)
+            if fnmatch.fnmatchcase(s.id, args.pattern)
+        ]
+        _print_table("tasks", ["id", "type", "splits", "languages"], rows)
+    else:
+        from harness.suites import get_suite, list_suites
+
+        rows = []
+        for name in list_suites():
+            try:
+                rows.append([name, ", ".join(get_suite(name, args.data_dir))])
+            except ZooError as e:  # a rule-based suite needs the data dir
+                rows.append([name, f"({e})"])
+        _print_table("suites", ["suite", "tasks"], rows)
+
+
+def _run(args: argparse.Namespace) -> None:
+    from harness.runner import evaluate
+    from harness.suites import get_suite
+
+    tasks = get_suite(args.suite, args.data_dir) if args.suite else [t.strip() for t in args.tasks.split(",") if t.strip()]
+    command = shlex.join(["zoobench", *sys.argv[1:]])
+    records = evaluate(
+        args.model,
+        tasks,
+        results_dir=args.results,
+        data_dir=args.data_dir,
+        overwrite=args.overwrite,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        command=command,
+    )
+    _print_table(
+        f"{args.model} (scores x100)",
+        ["task", "type", "main score", "value"],
+        [[r.task_id, r.task_type, r.main_score, f"{100 * r.get_score():.2f}"] for r in records],
+    )
+
+
+def _results(args: argparse.Namespace) -> None:
+    from harness.results import load_results
+
+    records, warnings = load_results(args.results)
+    for w in warnings:
+        print(f"zoobench: warning: skipped {w}", file=sys.stderr)
+    records = [r for r in records if fnmatch.fnmatchcase(r.model, args.model) and fnmatch.fnmatchcase(r.task_id, args.task)]
+    if not records:
+        print(f"no results in {args.results}", file=sys.stderr)
+        return
+    tasks = sorted({r.task_id for r in records})
+    table: dict[str, dict[str, float]] = {}
+    for r in records:
+        table.setdefault(r.model, {})[r.task_id] = r.get_score()
+    rows = []
+    for model in sorted(table, key=lambda m: -sum(table[m].values()) / len(table[m])):
+        cells = [f"{100 * table[model][t]:.2f}" if t in table[model] else "-" for t in tasks]
+        rows.append([model, *cells])
+    _print_table(f"main scores x100 ({args.results})", ["model", *(t.split("/", 1)[1] for t in tasks)], rows)
+
+
+_VERBS = {"ls": _ls, "run": _run, "results": _results}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``zoobench`` console script; returns the exit code."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        from zoo.registry import load_plugins
+
+        load_plugins(args.plugin)
+        _VERBS[args.verb](args)
+    except ZooError as e:
+        print(f"zoobench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zoobench: interrupted; finished tasks are saved, rerun to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

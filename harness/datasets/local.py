@@ -1,0 +1,368 @@
+"""The local source: every folder of the data dir in one of the normalized formats is a task.
+
+A folder ``<data dir>/<name>`` becomes task ``local/<name>``. Its type comes from an optional
+``task.toml`` in the folder (keys: ``type``, ``main_score``, ``splits``, ``train_split``,
+``languages``, ``description``) or else from these rules, first match wins:
+
+================================================  =====================
+files / first record                              type
+================================================  =====================
+``corpus.jsonl`` + ``queries.jsonl`` + ``qrels/``  retrieval (BEIR layout)
+``queries.tsv`` + ``qrels.txt`` + ``docs.tsv``     trec (topics, qrels, passages, run files)
+``*.conll``                                        seqlabel
+``sentence1, sentence2, score`` (float)            sts
+``sentence1, sentence2, label`` (0/1)              pair_classification
+``text, label`` with a ``train`` split             classification
+``text, label``, evaluation split only             clustering
+``query, positive[], negative[]``                  reranking
+================================================  =====================
+
+A folder whose only split is ``train`` (training pairs and triplets) is training data, not a task.
+The evaluation split is ``test``, else ``dev``. The language is read from the folder's README
+(``- Language: zh``), else guessed: CJK characters in the first record mean ``zh``.
+
+Every reader names the file and line of the first bad record in a one-line ``ZooError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+__all__ = [
+    "RetrievalData",
+    "PairData",
+    "LabelledData",
+    "RerankingData",
+    "resolve_data_dir",
+    "discover",
+    "detect",
+    "load_split",
+    "folder_checksum",
+]
+
+DEFAULT_DATA_DIRS = ("./data", "../shared/data")
+_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
+
+
+# DATA CLASSES ====================================================================================
+
+
+@dataclass(frozen=True)
+class RetrievalData:
+    """A BEIR-style split: doc id -> text (title and body joined), query id -> text, qrels."""
+
+    corpus: dict[str, str]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class PairData:
+    """Sentence pairs with a gold score (STS: float) or label (pair classification: 0/1)."""
+
+    sentence1: list[str]
+    sentence2: list[str]
+    gold: list[float]
+
+
+@dataclass(frozen=True)
+class LabelledData:
+    """Texts with string labels (classification, clustering)."""
+
+    texts: list[str]
+    labels: list[str]
+
+
+@dataclass(frozen=True)
+class RerankingData:
+    """One query per record with its positive and negative candidates."""
+
+    queries: list[str]
+    positives: list[list[str]]
+    negatives: list[list[str]]
+
+
+# DATA DIR ========================================================================================
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The data dir: ``data_dir``, else ``$ZOOBENCH_DATA``, else ``./data``, else ``../shared/data``.
+
+    Raises:
+        ZooError: when none of them exists (the message lists where it looked).
+    """
+    candidates = [data_dir] if data_dir else []
+    if not data_dir and os.environ.get("ZOOBENCH_DATA"):
+        candidates.append(os.environ["ZOOBENCH_DATA"])
+    if not candidates:
+        candidates.extend(DEFAULT_DATA_DIRS)
+    for c in candidates:
+        if Path(c).is_dir():
+            return Path(c).resolve()
+    raise ZooError(f"no data dir: looked in {', '.join(str(c) for c in candidates)} (set --data-dir or $ZOOBENCH_DATA)")
+
+
+# LINE READERS ====================================================================================
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (line number, text) for non-blank lines, decoding strictly as UTF-8."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ZooError(f"{path}: file not found") from None
+    for lineno, line in enumerate(raw.splitlines(), 1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ZooError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{line[e.start]:02x} at column {e.start + 1})") from None
+        if text.strip():
+            yield lineno, text
+
+
+def _jsonl(path: Path, fields: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for lineno, line in _lines(path):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ZooError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(rec, dict):
+            raise ZooError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+        missing = [f for f in fields if f not in rec]
+        if missing:
+            raise ZooError(f"{path}:{lineno}: missing field {missing[0]!r} (expected {', '.join(fields)})")
+        yield lineno, rec
+
+
+def _text(value: Any, path: Path, lineno: int, what: str, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise ZooError(f"{path}:{lineno}: {what} must be a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise ZooError(f"{path}:{lineno}: empty text in {what}")
+    return value
+
+
+def _number(value: Any, path: Path, lineno: int, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ZooError(f"{path}:{lineno}: {what} must be a number, got {value!r}")
+    return float(value)
+
+
+def _fields(line: str, n: int, path: Path, lineno: int, sep: str | None, names: str) -> list[str]:
+    parts = line.rstrip("\r\n").split(sep) if sep else line.split()
+    if len(parts) != n:
+        raise ZooError(f"{path}:{lineno}: expected {n} {'tab-separated ' if sep else ''}fields ({names}), got {len(parts)}")
+    return parts
+
+
+def _int(value: str, path: Path, lineno: int, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ZooError(f"{path}:{lineno}: {what} must be an integer, got {value!r}") from None
+
+
+# FORMAT READERS ==================================================================================
+
+
+def read_beir(folder: Path, split: str) -> RetrievalData:
+    """Read corpus.jsonl, queries.jsonl and qrels/<split>.tsv; keep only the queries that are judged."""
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    qrels: dict[str, dict[str, int]] = {}
+    for lineno, line in _lines(qrels_path):
+        qid, did, score = _fields(line, 3, qrels_path, lineno, "\t", "query-id, corpus-id, score")
+        if lineno == 1 and score.strip() == "score":
+            continue
+        qrels.setdefault(qid, {})[did] = _int(score, qrels_path, lineno, "score")
+    if not qrels:
+        raise ZooError(f"{qrels_path}: no judgements")
+    corpus: dict[str, str] = {}
+    path = folder / "corpus.jsonl"
+    for lineno, rec in _jsonl(path, ("_id", "text")):
+        # Empty documents occur in real collections (Cranfield 471, 995); they stay, as in BEIR/MTEB.
+        title = _text(rec.get("title") or "", path, lineno, "title", allow_empty=True)
+        body = _text(rec["text"], path, lineno, "text", allow_empty=True)
+        corpus[str(rec["_id"])] = f"{title} {body}".strip() if title else body
+    path = folder / "queries.jsonl"
+    queries = {
+        str(rec["_id"]): _text(rec["text"], path, lineno, "text")
+        for lineno, rec in _jsonl(path, ("_id", "text"))
+        if str(rec["_id"]) in qrels
+    }
+    unknown_q = next((q for q in qrels if q not in queries), None)
+    if unknown_q is not None:
+        raise ZooError(f"{qrels_path}: query-id {unknown_q!r} is not in {folder / 'queries.jsonl'}")
+    unknown_d = next((d for rels in qrels.values() for d in rels if d not in corpus), None)
+    if unknown_d is not None:
+        raise ZooError(f"{qrels_path}: corpus-id {unknown_d!r} is not in {folder / 'corpus.jsonl'}")
+    return RetrievalData(corpus, queries, qrels)
+
+
+def read_pairs(folder: Path, split: str, gold_field: str) -> PairData:
+    """Read {split}.jsonl records of sentence1, sentence2 and a numeric gold field."""
+    path = folder / f"{split}.jsonl"
+    s1, s2, gold = [], [], []
+    for lineno, rec in _jsonl(path, ("sentence1", "sentence2", gold_field)):
+        s1.append(_text(rec["sentence1"], path, lineno, "sentence1"))
+        s2.append(_text(rec["sentence2"], path, lineno, "sentence2"))
+        gold.append(_number(rec[gold_field], path, lineno, gold_field))
+    if not gold:
+        raise ZooError(f"{path}: no records")
+    return PairData(s1, s2, gold)
+
+
+def read_labelled(folder: Path, split: str) -> LabelledData:
+    """Read {split}.jsonl records of text and label (labels kept as strings)."""
+    path = folder / f"{split}.jsonl"
+    texts, labels = [], []
+    for lineno, rec in _jsonl(path, ("text", "label")):
+        texts.append(_text(rec["text"], path, lineno, "text"))
+        if not isinstance(rec["label"], str | int) or isinstance(rec["label"], bool):
+            raise ZooError(f"{path}:{lineno}: label must be a string or an integer, got {rec['label']!r}")
+        labels.append(str(rec["label"]))
+    if not texts:
+        raise ZooError(f"{path}: no records")
+    return LabelledData(texts, labels)
+
+
+def read_reranking(folder: Path, split: str) -> RerankingData:
+    """Read {split}.jsonl records of query, positive (list) and negative (list)."""
+    path = folder / f"{split}.jsonl"
+    data = RerankingData([], [], [])
+    for lineno, rec in _jsonl(path, ("query", "positive", "negative")):
+        data.queries.append(_text(rec["query"], path, lineno, "query"))
+        for key, out in (("positive", data.positives), ("negative", data.negatives)):
+            if not isinstance(rec[key], list):
+                raise ZooError(f"{path}:{lineno}: {key} must be a list of strings")
+            out.append([_text(t, path, lineno, key) for t in rec[key]])
+        if not rec["positive"]:
+            raise ZooError(f"{path}:{lineno}: no positive candidate")
+    if not data.queries:
+        raise ZooError(f"{path}: no records")
+    return data
+
+
+_READERS = {
+    "retrieval": read_beir,
+    "sts": lambda folder, split: read_pairs(folder, split, "score"),
+    "pair_classification": lambda folder, split: read_pairs(folder, split, "label"),
+    "classification": read_labelled,
+    "clustering": read_labelled,
+    "reranking": read_reranking,
+}
+
+
+def load_split(folder: Path, task_type: str, split: str) -> Any:
+    """Load one split of a local folder in the format of ``task_type``."""
+    if not folder.is_dir():
+        raise ZooError(f"{folder}: data folder not found")
+    try:
+        reader = _READERS[task_type]
+    except KeyError:
+        raise ZooError(f"{folder}: no local reader for task type {task_type!r}") from None
+    return reader(folder, split)
+
+
+# DETECTION =======================================================================================
+
+_SHAPES = (  # (fields of the first record, type); checked in order
+    ({"sentence1", "sentence2", "score"}, "sts"),
+    ({"sentence1", "sentence2", "label"}, "pair_classification"),
+    ({"query", "positive", "negative"}, "reranking"),
+    ({"text", "label"}, "labelled"),
+)
+
+
+def _first_record(path: Path) -> dict[str, Any]:
+    for _, rec in _jsonl(path, ()):
+        return rec
+    raise ZooError(f"{path}: no records")
+
+
+def detect(folder: Path) -> dict[str, Any] | None:
+    """Describe the task a folder holds: type, splits, train_split, languages, ... or None.
+
+    Returns:
+        None for a folder that is not a task (training data, or no known format).
+
+    Raises:
+        ZooError: for an unreadable ``task.toml``.
+    """
+    info: dict[str, Any] = {}
+    toml_path = folder / "task.toml"
+    if toml_path.exists():
+        try:
+            info = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ZooError(f"{toml_path}: invalid TOML ({e})") from None
+    splits = sorted(p.stem for p in folder.glob("*.jsonl") if p.stem not in ("corpus", "queries"))
+    eval_split = "test" if "test" in splits else ("dev" if "dev" in splits else None)
+    if "type" not in info:
+        if (folder / "corpus.jsonl").exists() and (folder / "queries.jsonl").exists():
+            qsplits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+            info["type"] = "retrieval"
+            eval_split = "test" if "test" in qsplits else ("dev" if "dev" in qsplits else None)
+        elif all((folder / f).exists() for f in ("queries.tsv", "qrels.txt", "docs.tsv")):
+            info["type"], eval_split = "trec", "test"
+        elif list(folder.glob("*.conll")):
+            splits = sorted(p.stem for p in folder.glob("*.conll"))
+            info["type"], eval_split = "seqlabel", "test" if "test" in splits else None
+        elif eval_split is not None:
+            keys = set(_first_record(folder / f"{eval_split}.jsonl"))
+            shape = next((t for fields, t in _SHAPES if fields <= keys), None)
+            if shape == "labelled":
+                shape = "classification" if "train" in splits else "clustering"
+            info["type"] = shape
+    if info.get("type") is None or eval_split is None and "splits" not in info:
+        return None
+    info.setdefault("splits", [eval_split])
+    if info["type"] == "classification":
+        info.setdefault("train_split", "train")
+    info.setdefault("languages", [_language(folder, info["splits"][0])])
+    return info
+
+
+def _language(folder: Path, split: str) -> str:
+    readme = folder / "README.md"
+    if readme.exists():
+        m = re.search(r"^- Language:\s*([\w-]+)", readme.read_text(encoding="utf-8", errors="replace"), re.M)
+        if m:
+            return m.group(1)
+    sample = ""
+    for name in (f"{split}.jsonl", "queries.jsonl", "queries.tsv", f"{split}.conll"):
+        if (folder / name).exists():
+            with open(folder / name, encoding="utf-8", errors="replace") as f:
+                sample = f.read(2000)
+            break
+    return "zh" if _CJK.search(sample) else "en"
+
+
+def discover(data_dir: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """All task folders under ``data_dir``: ``{"local/<name>": (folder, detect(folder))}``."""
+    found = {}
+    for folder in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        info = detect(folder)
+        if info is not None:
+            found[f"local/{folder.name}"] = (folder, info)
+    return found
+
+
+def folder_checksum(folder: Path) -> str:
+    """sha256 over the names and bytes of the data files of a folder (READMEs excluded)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.lower().startswith("readme")):
+        h.update(str(path.relative_to(folder)).encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return "sha256:" + h.hexdigest()

@@ -1,0 +1,94 @@
+"""Metric names and their direction, and retrieval evaluation through ranx.
+
+Metric strings use ranx syntax (``ndcg@10``, ``recall@100``, ``map``, ``mrr@10``); the other task
+types name theirs plainly (``cosine_spearman``, ``accuracy``, ``v_measure``, ``cosine_ap``). Every
+metric declares whether higher is better; :func:`evaluate_run` always returns ``dict[str, float]``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["HIGHER_IS_BETTER", "higher_is_better", "evaluate_run", "per_query"]
+
+HIGHER_IS_BETTER: dict[str, bool] = {
+    # ranx retrieval metrics (the part before "@")
+    "ndcg": True,
+    "map": True,
+    "mrr": True,
+    "recall": True,
+    "precision": True,
+    "hit_rate": True,
+    # sts
+    "cosine_spearman": True,
+    "cosine_pearson": True,
+    # classification
+    "accuracy": True,
+    "f1": True,
+    "f1_weighted": True,
+    # clustering
+    "v_measure": True,
+    "v_measure_std": False,
+    # pair classification
+    "cosine_ap": True,
+    "cosine_accuracy": True,
+    "cosine_f1": True,
+}
+
+
+def higher_is_better(metric: str) -> bool:
+    """Direction of a metric string such as ``ndcg@10``.
+
+    Raises:
+        KeyError: for an undeclared metric.
+    """
+    return HIGHER_IS_BETTER[metric.split("@", 1)[0]]
+
+
+def _ranx():
+    # ranx creates ~/.ir_datasets at import time; keep it inside the user's cache unless told otherwise.
+    os.environ.setdefault("IR_DATASETS_HOME", os.path.join(os.path.expanduser("~"), ".cache", "zoobench", "ir_datasets"))
+    import ranx
+
+    return ranx
+
+
+def _qrels_run(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]]):
+    ranx = _ranx()
+    # Queries the system returned nothing for still count (as zeros); ranx needs a non-empty dict.
+    run = {q: (dict(run.get(q) or {}) or {"\0none": -np.inf}) for q in qrels}
+    return ranx.Qrels({q: dict(d) for q, d in qrels.items()}), ranx.Run(run)
+
+
+def evaluate_run(
+    qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
+) -> dict[str, float]:
+    """Mean of each metric over the judged queries (ranx; a query missing from ``run`` scores 0).
+
+    Args:
+        qrels: ``{query_id: {doc_id: relevance}}``; relevance > 0 is relevant.
+        run: ``{query_id: {doc_id: score}}``; queries not in ``qrels`` are ignored.
+        metrics: ranx metric strings.
+
+    Returns:
+        ``{metric: value}`` for every requested metric, as floats.
+    """
+    ranx = _ranx()
+    q, r = _qrels_run(qrels, run)
+    out = ranx.evaluate(q, r, list(metrics), make_comparable=True)
+    if len(metrics) == 1:  # ranx returns a bare float for one metric
+        out = {metrics[0]: out}
+    return {m: float(out[m]) for m in metrics}
+
+
+def per_query(
+    qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]], metric: str
+) -> dict[str, float]:
+    """``{query_id: value}`` of one metric for every judged query (for significance tests)."""
+    ranx = _ranx()
+    q, r = _qrels_run(qrels, run)
+    values = ranx.evaluate(q, r, metric, return_mean=False, make_comparable=True)
+    return {qid: float(v) for qid, v in zip(q.keys(), values, strict=True)}

@@ -1,0 +1,185 @@
+"""The result record: one versioned JSON file per model x task, written atomically.
+
+Layout (the path encodes everything that changes the number)::
+
+    <results>/<model>/<revision>/<source>/<task>.json                 the TaskResult
+    <results>/<model>/<revision>/runs/<source>/<task>.<split>.trec.gz  ranked lists (retrieval, reranking)
+    <results>/<model>/<revision>/runs/<source>/<task>.<split>.items.json.gz  per-item predictions
+
+Keys of a record (schema_version 1):
+
+- ``schema_version``: int, bumped on any incompatible change; readers skip unknown versions.
+- ``model``, ``revision``: the registry name and the weights' revision (from the model card).
+- ``model_card``: the card as a dict (family, params, embed_dim, max_tokens, prompts, pooling, ...).
+- ``task_id``, ``task_type``, ``languages``, ``main_score`` (the metric name).
+- ``scores``: ``{split: {metric: value, "main_score": value}}``, metrics in ranx syntax, 0..1 scale.
+- ``n_items``: ``{split: number of queries / pairs / texts evaluated}``.
+- ``data_checksum``: sha256 of the task's data files; ``dataset_revision``: the source's revision.
+- ``code_revision``: git commit of zoobench (``+dirty`` if the tree had changes), else its version.
+- ``command``: the command line that produced the record.
+- ``runtime``: seconds: ``load_s``, ``encode_s``, ``evaluate_s``, ``total_s``.
+- ``hardware``: cpu, cores, platform, python, torch version (when imported).
+- ``date``: ISO-8601 UTC time the record was written.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tempfile
+from dataclasses import MISSING, asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+__all__ = ["SCHEMA_VERSION", "TaskResult", "result_path", "run_path", "items_path", "atomic_write", "load_results"]
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class TaskResult:
+    """One model's scores on one task (see the module docstring for every key)."""
+
+    model: str
+    revision: str
+    task_id: str
+    task_type: str
+    main_score: str
+    scores: dict[str, dict[str, float]]
+    n_items: dict[str, int]
+    data_checksum: str
+    code_revision: str
+    command: str
+    runtime: dict[str, float]
+    hardware: dict[str, Any]
+    date: str
+    languages: list[str] = field(default_factory=list)
+    dataset_revision: str | None = None
+    model_card: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def get_score(self, split: str | None = None, metric: str = "main_score") -> float:
+        """A score of one split (default: the first split), ``main_score`` unless told otherwise."""
+        return self.scores[split or next(iter(self.scores))][metric]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "<dict>") -> TaskResult:
+        """Validate and build a record; ``source`` names the file in errors.
+
+        Raises:
+            ZooError: unknown schema version or missing keys.
+        """
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise ZooError(f"{source}: unknown result schema version {d.get('schema_version')!r}")
+        fields = cls.__dataclass_fields__
+        names = set(fields)
+        required = {n for n, f in fields.items() if f.default is MISSING and f.default_factory is MISSING}
+        missing = sorted(required - set(d))
+        if missing:
+            raise ZooError(f"{source}: result record lacks {', '.join(missing)}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def save(self, results_dir: str | os.PathLike[str]) -> Path:
+        """Write atomically to :func:`result_path`; returns the path."""
+        path = result_path(results_dir, self.model, self.revision, self.task_id)
+        atomic_write(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False).encode() + b"\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TaskResult:
+        """Read one record.
+
+        Raises:
+            ZooError: unreadable JSON or an invalid record (the message names the file).
+        """
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ZooError(f"{path}: unreadable result record ({e})") from None
+        if not isinstance(d, dict):
+            raise ZooError(f"{path}: result record is not a JSON object")
+        return cls.from_dict(d, source=str(path))
+
+
+def _safe(part: str) -> str:
+    if not part or part in (".", "..") or "\\" in part or "\0" in part:
+        raise ZooError(f"invalid name for a results path: {part!r}")
+    return part
+
+
+def _model_dir(results_dir: str | os.PathLike[str], model: str, revision: str) -> Path:
+    return Path(results_dir) / _safe(model.replace("/", "__")) / _safe(revision.replace("/", "__"))
+
+
+def result_path(results_dir: str | os.PathLike[str], model: str, revision: str, task_id: str) -> Path:
+    """``<results>/<model>/<revision>/<task_id>.json``."""
+    return _model_dir(results_dir, model, revision).joinpath(*map(_safe, task_id.split("/"))).with_suffix(".json")
+
+
+def run_path(results_dir: str | os.PathLike[str], model: str, revision: str, task_id: str, split: str) -> Path:
+    """``<results>/<model>/<revision>/runs/<task_id>.<split>.trec.gz``."""
+    base = _model_dir(results_dir, model, revision) / "runs"
+    return base.joinpath(*map(_safe, task_id.split("/"))).with_name(f"{task_id.split('/')[-1]}.{_safe(split)}.trec.gz")
+
+
+def items_path(results_dir: str | os.PathLike[str], model: str, revision: str, task_id: str, split: str) -> Path:
+    """``<results>/<model>/<revision>/runs/<task_id>.<split>.items.json.gz``."""
+    return run_path(results_dir, model, revision, task_id, split).with_name(
+        f"{task_id.split('/')[-1]}.{_safe(split)}.items.json.gz"
+    )
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_run(path: Path, run: dict[str, dict[str, float]], tag: str) -> None:
+    """Write a TREC run file (``qid Q0 docid rank score tag``), gzip-compressed, atomically."""
+    lines = []
+    for qid, docs in run.items():
+        ranked = sorted(docs.items(), key=lambda kv: -kv[1])
+        lines.extend(f"{qid} Q0 {did} {rank} {score:.6f} {tag}" for rank, (did, score) in enumerate(ranked, 1))
+    atomic_write(path, gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
+
+
+def read_run(path: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
+    """Read a (gzipped) TREC run file back into ``{qid: {docid: score}}``."""
+    run: dict[str, dict[str, float]] = {}
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if len(parts) != 6:
+                raise ZooError(f"{path}:{lineno}: expected 6 fields (qid Q0 docid rank score tag), got {len(parts)}")
+            run.setdefault(parts[0], {})[parts[2]] = float(parts[4])
+    return run
+
+
+def load_results(results_dir: str | os.PathLike[str]) -> tuple[list[TaskResult], list[str]]:
+    """Every record under ``results_dir``, and a warning for each file that could not be read."""
+    records, warnings = [], []
+    root = Path(results_dir)
+    for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
+        try:
+            records.append(TaskResult.load(path))
+        except ZooError as e:
+            warnings.append(str(e))
+    return records, warnings

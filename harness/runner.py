@@ -1,0 +1,181 @@
+"""model x tasks -> result records, resumable.
+
+Each finished task is written at once (atomically), so an interrupted suite resumes where it
+stopped; a rerun returns the stored records without loading the model or the data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import gzip
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.datasets.local import folder_checksum
+from harness.results import TaskResult, atomic_write, items_path, result_path, run_path, write_run
+from harness.tasks import Task, get_task
+from zoo.errors import ZooError
+from zoo.registry import ModelCard, create_model, get_card
+
+__all__ = ["evaluate", "code_revision", "hardware"]
+
+
+@functools.cache
+def code_revision() -> str:
+    """The git commit of this checkout (``+dirty`` when it has changes), else the package version."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root, capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"zoobench-{version('zoobench')}"
+        except PackageNotFoundError:
+            return "unknown"
+
+
+@functools.cache
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict[str, Any]:
+    """Where the numbers were measured."""
+    info: dict[str, Any] = {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        info.update(torch=torch.__version__, threads=torch.get_num_threads())
+    return info
+
+
+def _default_command(card: ModelCard, task_ids: Sequence[str]) -> str:
+    return f"harness.evaluate({card.name!r}, {list(task_ids)!r})"
+
+
+def evaluate(
+    model: str | Any,
+    tasks: Sequence[str | Task],
+    *,
+    results_dir: str | os.PathLike[str] = "results",
+    data_dir: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    batch_size: int = 32,
+    progress: bool = True,
+    command: str | None = None,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+) -> list[TaskResult]:
+    """Evaluate a model on tasks, writing one result record per task.
+
+    Args:
+        model: a registry name (loaded only if some task still has to run) or a model object with
+            a ``card``.
+        tasks: task ids (``local/scifact``) or Task objects.
+        results_dir: where records and run files go.
+        data_dir: where local tasks live (see ``resolve_data_dir``).
+        overwrite: recompute tasks that already have a record.
+        batch_size: encoder batch size.
+        progress: show progress bars.
+        command: recorded in every record (the CLI passes its command line).
+        log: receives one line per skipped or finished task.
+
+    Returns:
+        The records of the tasks that the model could run, in task order (stored ones included).
+
+    Raises:
+        ZooError: unknown model or task, bad data, or a model that can run none of the tasks.
+
+    Example:
+        >>> records = evaluate("test-random", ["local/stsb"], results_dir="/tmp/results")
+        >>> records[0].main_score, round(records[0].get_score(), 3)
+        ('cosine_spearman', 0.461)
+    """
+    card = get_card(model) if isinstance(model, str) else model.card
+    task_objs = [get_task(t, data_dir) if isinstance(t, str) else t for t in tasks]  # fail early on bad ids
+    command = command or _default_command(card, [t.spec.id for t in task_objs])
+    done: dict[str, TaskResult] = {}
+    pending = []
+    for task in task_objs:
+        path = result_path(results_dir, card.name, card.revision, task.spec.id)
+        if path.exists() and not overwrite:
+            done[task.spec.id] = TaskResult.load(path)
+        else:
+            pending.append(task)
+    instance = None
+    skipped = []
+    for task in pending:
+        if instance is None:
+            instance = create_model(model) if isinstance(model, str) else model
+        if not task.supports(instance):
+            need = " or ".join(p.__name__ for p in task.requires)
+            skipped.append(task.spec.id)
+            log(f"skip {task.spec.id}: {card.name} cannot run {task.spec.type} tasks (needs {need})")
+            continue
+        record = _run_task(instance, card, task, results_dir, batch_size, progress, command)
+        log(f"{card.name} {task.spec.id}: {record.main_score} = {record.get_score():.4f} ({record.runtime['total_s']:.1f}s)")
+        done[task.spec.id] = record
+    if task_objs and not done:
+        raise ZooError(f"model {card.name} can run none of the tasks ({', '.join(skipped)})")
+    return [done[t.spec.id] for t in task_objs if t.spec.id in done]
+
+
+def _run_task(
+    model: Any, card: ModelCard, task: Task, results_dir: str | os.PathLike[str], batch_size: int, progress: bool, command: str
+) -> TaskResult:
+    t0 = time.perf_counter()
+    out = task.evaluate(model, batch_size=batch_size, progress=progress)
+    total = time.perf_counter() - t0
+    spec = task.spec
+    for split, run in out.runs.items():
+        write_run(run_path(results_dir, card.name, card.revision, spec.id, split), run, tag=card.name)
+    for split, items in out.items.items():
+        atomic_write(
+            items_path(results_dir, card.name, card.revision, spec.id, split),
+            gzip.compress(json.dumps(items).encode(), mtime=0),
+        )
+    record = TaskResult(
+        model=card.name,
+        revision=card.revision,
+        task_id=spec.id,
+        task_type=spec.type,
+        main_score=task.main_metric,
+        scores=out.scores,
+        n_items=out.n_items,
+        data_checksum=folder_checksum(Path(spec.path)) if spec.source == "local" else "",
+        code_revision=code_revision(),
+        command=command,
+        runtime={**{k: round(v, 3) for k, v in out.timings.items()}, "total_s": round(total, 3)},
+        hardware=hardware(),
+        date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        languages=list(spec.languages),
+        dataset_revision=spec.revision,
+        model_card=card.to_dict(),
+    )
+    record.save(results_dir)
+    return record

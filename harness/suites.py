@@ -1,0 +1,63 @@
+"""Named suites: tuples of task ids, or rules over what the data dir holds.
+
+- ``local-quick``: small, mixed-type, CI-sized (a few minutes for a MiniLM-class model on 2 cores).
+- ``local-en`` / ``local-zh``: every supported local task in that language.
+- ``local-all``: every supported local task.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable
+
+from harness.tasks import list_tasks
+from zoo.errors import ZooError
+
+__all__ = ["SUITES", "get_suite", "list_suites"]
+
+LOCAL_QUICK = (
+    "local/stsb",
+    "local/sts13",
+    "local/mrpc",
+    "local/trec-qc",
+    "local/wikiqa-reranking",
+    "local/cranfield",
+    "local/afqmc",
+)
+
+
+def _by_language(lang: str | None) -> Callable[[str | os.PathLike[str] | None], tuple[str, ...]]:
+    def rule(data_dir: str | os.PathLike[str] | None) -> tuple[str, ...]:
+        specs = list_tasks(data_dir, supported_only=True)
+        return tuple(s.id for s in specs if lang is None or lang in s.languages)
+
+    return rule
+
+
+SUITES: dict[str, tuple[str, ...] | Callable[[str | os.PathLike[str] | None], tuple[str, ...]]] = {
+    "local-quick": LOCAL_QUICK,
+    "local-en": _by_language("en"),
+    "local-zh": _by_language("zh"),
+    "local-all": _by_language(None),
+}
+
+
+def list_suites() -> list[str]:
+    """Names of the suites."""
+    return sorted(SUITES)
+
+
+def get_suite(name: str, data_dir: str | os.PathLike[str] | None = None) -> tuple[str, ...]:
+    """The task ids of a suite.
+
+    Raises:
+        ZooError: for an unknown suite name.
+    """
+    try:
+        suite = SUITES[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(SUITES), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; suites: {', '.join(sorted(SUITES))}"
+        raise ZooError(f"unknown suite {name!r}{hint}") from None
+    return suite if isinstance(suite, tuple) else suite(data_dir)

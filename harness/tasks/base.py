@@ -1,0 +1,198 @@
+"""Task declarations (``TaskSpec``) and the base class of the task types.
+
+A task TYPE (retrieval, sts, ...) is a subclass of :class:`Task` that implements one hook,
+``_evaluate_split``. A task is a ``TaskSpec`` row: which data, which type, which splits. The base
+class owns what every type shares: the protocol check, the loop over splits, timing, ``main_score``
+and the encoding loop (de-duplicated, length-sorted, with a progress bar).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from zoo.protocols import Encoder, Kind
+
+__all__ = ["TaskSpec", "Task", "SplitOutput", "TaskOutput", "EvalContext", "task_type", "TASK_TYPES", "encode_texts"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task declaration.
+
+    Attributes:
+        id: ``<source>/<name>``, e.g. ``local/scifact``.
+        type: a key of ``TASK_TYPES``.
+        source: a key of ``harness.datasets.SOURCES`` (which loader reads the data).
+        path: where the source finds the data (a folder for ``local``).
+        splits: the evaluation splits.
+        languages: ISO 639-1 codes (``en``, ``zh``) or ``multilingual``.
+        main_score: the headline metric; ``None`` means the type's default.
+        train_split: the split a classifier is trained on (classification only).
+        description, license, revision, citation: provenance shown in listings and records.
+    """
+
+    id: str
+    type: str
+    source: str
+    path: str
+    splits: tuple[str, ...] = ("test",)
+    languages: tuple[str, ...] = ("en",)
+    main_score: str | None = None
+    train_split: str | None = None
+    description: str = ""
+    license: str | None = None
+    revision: str | None = None
+    citation: str | None = None
+
+
+@dataclass
+class SplitOutput:
+    """What a type's hook returns for one split."""
+
+    scores: dict[str, float]
+    n_items: int
+    run: dict[str, dict[str, float]] | None = None  # ranked lists, stored as a TREC run file
+    items: dict[str, list[Any]] | None = None  # per-item predictions / gold, stored beside the result
+
+
+@dataclass
+class TaskOutput:
+    """Scores of every split (each with ``main_score``), plus runs, items and timings."""
+
+    scores: dict[str, dict[str, float]]
+    n_items: dict[str, int]
+    runs: dict[str, dict[str, dict[str, float]]]
+    items: dict[str, dict[str, list[Any]]]
+    timings: dict[str, float]
+
+
+@dataclass
+class EvalContext:
+    """Settings and timers shared by one task evaluation."""
+
+    task_id: str
+    batch_size: int = 32
+    progress: bool = True
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def add_time(self, key: str, seconds: float) -> None:
+        """Accumulate ``seconds`` under ``key``."""
+        self.timings[key] = self.timings.get(key, 0.0) + seconds
+
+
+TASK_TYPES: dict[str, type[Task]] = {}
+
+
+def task_type(cls: type[Task]) -> type[Task]:
+    """Class decorator: register a task type under ``cls.type`` (once)."""
+    if cls.type in TASK_TYPES:
+        raise ValueError(f"task type {cls.type!r} is registered twice")
+    TASK_TYPES[cls.type] = cls
+    return cls
+
+
+def _model_name(model: Any) -> str:
+    card = getattr(model, "card", None)
+    return card.name if card is not None else type(model).__name__
+
+
+class Task:
+    """Base of the task types: ``evaluate`` loops over splits and calls ``_evaluate_split``.
+
+    Subclasses set ``type``, ``main_score`` (the default headline metric), ``requires`` (the
+    protocols of which a model must implement at least one) and implement ``_evaluate_split``.
+    """
+
+    type: ClassVar[str]
+    main_score: ClassVar[str]
+    requires: ClassVar[tuple[type, ...]] = (Encoder,)
+
+    def __init__(self, spec: TaskSpec, loader: Callable[[TaskSpec, str], Any]) -> None:
+        self.spec = spec
+        self._loader = loader
+
+    @property
+    def main_metric(self) -> str:
+        """The spec's main score, else the type's."""
+        return self.spec.main_score or self.main_score
+
+    def supports(self, model: Any) -> bool:
+        """Whether ``model`` implements a protocol this type can use."""
+        return any(isinstance(model, p) for p in self.requires)
+
+    def load(self, split: str) -> Any:
+        """The data of one split, as the source's loader returns it."""
+        return self._loader(self.spec, split)
+
+    def evaluate(self, model: Any, *, batch_size: int = 32, progress: bool = True) -> TaskOutput:
+        """Evaluate ``model`` on every split of the task.
+
+        Args:
+            model: an object implementing one of ``self.requires``.
+            batch_size: encoder batch size.
+            progress: show progress bars.
+
+        Returns:
+            A :class:`TaskOutput`; each split's scores include ``main_score``.
+
+        Raises:
+            TypeError: if the model implements none of the protocols this type needs.
+        """
+        if not self.supports(model):
+            need = " or ".join(p.__name__ for p in self.requires)
+            raise TypeError(f"model {_model_name(model)} cannot run {self.type} task {self.spec.id}: needs {need}")
+        ctx = EvalContext(self.spec.id, batch_size=batch_size, progress=progress)
+        out = TaskOutput({}, {}, {}, {}, ctx.timings)
+        for split in self.spec.splits:
+            t0 = time.perf_counter()
+            data = self.load(split)
+            ctx.add_time("load_s", time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            res = self._evaluate_split(model, data, ctx)
+            ctx.add_time("evaluate_s", time.perf_counter() - t0)
+            if self.main_metric not in res.scores:
+                raise KeyError(f"{self.spec.id}: main score {self.main_metric!r} not among {sorted(res.scores)}")
+            out.scores[split] = {**res.scores, "main_score": res.scores[self.main_metric]}
+            out.n_items[split] = res.n_items
+            if res.run is not None:
+                out.runs[split] = res.run
+            if res.items is not None:
+                out.items[split] = res.items
+        return out
+
+    def _evaluate_split(self, model: Any, data: Any, ctx: EvalContext) -> SplitOutput:
+        raise NotImplementedError
+
+
+def encode_texts(model: Encoder, texts: Sequence[str], kind: Kind, ctx: EvalContext) -> np.ndarray:
+    """Embed ``texts`` once each, longest first (uniform batches), with a progress bar.
+
+    Returns:
+        ``(len(texts), dim)`` float32 rows in the order of ``texts``; rows are L2-normalised when the
+        model's card declares cosine similarity.
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    unique = list(dict.fromkeys(texts))
+    order = sorted(range(len(unique)), key=lambda i: -len(unique[i]))
+    block = max(ctx.batch_size * 16, 512)
+    chunks: list[np.ndarray] = []
+    with tqdm(total=len(unique), desc=f"{ctx.task_id} {kind}", unit="text", disable=not ctx.progress, leave=False) as bar:
+        for start in range(0, len(order), block):
+            batch = [unique[i] for i in order[start : start + block]]
+            chunks.append(np.asarray(model.encode(batch, kind=kind, batch_size=ctx.batch_size), dtype=np.float32))
+            bar.update(len(batch))
+    emb = np.empty((len(unique), chunks[0].shape[1]), dtype=np.float32)
+    emb[order] = np.concatenate(chunks)
+    if getattr(model.card, "similarity", None) == "cosine":
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        emb /= np.where(norms == 0, 1, norms)
+    position = {t: i for i, t in enumerate(unique)}
+    ctx.add_time("encode_s", time.perf_counter() - t0)
+    return emb[[position[t] for t in texts]]

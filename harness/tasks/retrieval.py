@@ -1,0 +1,53 @@
+"""Retrieval: rank a corpus for every query; nDCG@10 over the top 1000, as MTEB does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.datasets.local import RetrievalData
+from harness.metrics import evaluate_run
+from harness.search import dense_topk
+from harness.tasks.base import EvalContext, SplitOutput, Task, encode_texts, task_type
+from zoo.protocols import Encoder, Retriever
+
+__all__ = ["Retrieval", "dense_run", "top_of_run"]
+
+TOP_K = 1000  # depth of the ranked lists the metrics see (recall@1000)
+RUN_DEPTH = 100  # depth of the run file kept beside the result
+
+
+def dense_run(
+    model: Encoder, queries: dict[str, str], corpus: dict[str, str], ctx: EvalContext, *, top_k: int = TOP_K
+) -> dict[str, dict[str, float]]:
+    """Exact dense search of ``corpus`` for every query: ``{query_id: {doc_id: score}}``."""
+    doc_ids = list(corpus)
+    q = encode_texts(model, list(queries.values()), "query", ctx)
+    d = encode_texts(model, [corpus[i] for i in doc_ids], "document", ctx)
+    scores, idx = dense_topk(q, d, top_k)
+    return {
+        qid: {doc_ids[j]: float(s) for j, s in zip(idx[row], scores[row], strict=True)}
+        for row, qid in enumerate(queries)
+    }
+
+
+def top_of_run(run: dict[str, dict[str, float]], depth: int = RUN_DEPTH) -> dict[str, dict[str, float]]:
+    """The best ``depth`` documents of every query."""
+    return {q: dict(sorted(docs.items(), key=lambda kv: -kv[1])[:depth]) for q, docs in run.items()}
+
+
+@task_type
+class Retrieval(Task):
+    """Dense (``Encoder``) or self-indexing (``Retriever``) retrieval over a BEIR-layout split."""
+
+    type = "retrieval"
+    main_score = "ndcg@10"
+    requires = (Retriever, Encoder)
+    metrics = ("ndcg@10", "ndcg@100", "map@100", "mrr@10", "recall@10", "recall@100", "recall@1000", "precision@10")
+
+    def _evaluate_split(self, model: Any, data: RetrievalData, ctx: EvalContext) -> SplitOutput:
+        if isinstance(model, Retriever):
+            run = model.retrieve(data.queries, data.corpus, top_k=TOP_K)
+        else:
+            run = dense_run(model, data.queries, data.corpus, ctx)
+        scores = evaluate_run(data.qrels, run, self.metrics)
+        return SplitOutput(scores, n_items=len(data.queries), run=top_of_run(run))

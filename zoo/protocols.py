@@ -1,0 +1,124 @@
+"""The only interfaces the harness sees. Each is a small runtime-checkable Protocol.
+
+A model implements one or more of them and carries its :class:`~zoo.registry.ModelCard` as
+``card``. Task types name the protocols they need; a model that implements none of them is
+refused with a ``TypeError`` naming the model and the task type (mteb's convention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from zoo.registry import ModelCard
+
+__all__ = ["Kind", "Encoder", "SparseEncoder", "Retriever", "Ranker", "Tagger"]
+
+Kind = Literal["query", "document"]
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """A dense text encoder."""
+
+    card: ModelCard
+
+    def encode(self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int = 32) -> np.ndarray:
+        """Embed texts.
+
+        Args:
+            texts: the texts, raw (the model adds the prompt its card declares for ``kind``).
+            kind: ``"query"`` or ``"document"``. Symmetric tasks (STS, classification, clustering,
+                pair classification) encode every text as ``"query"``, as mteb does for E5-style
+                prompts.
+            batch_size: texts per forward pass.
+
+        Returns:
+            A float32 array of shape ``(len(texts), embed_dim)``; L2-normalised when the card's
+            similarity is ``"cosine"`` and the model normalises (the harness does not rely on it).
+        """
+        ...
+
+
+@runtime_checkable
+class SparseEncoder(Protocol):
+    """A sparse (lexical-weight) encoder, e.g. a learned term-weight head."""
+
+    card: ModelCard
+
+    def encode_sparse(
+        self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int = 32
+    ) -> list[dict[str, float]]:
+        """Weight the terms of each text.
+
+        Args:
+            texts: the texts.
+            kind: ``"query"`` or ``"document"``.
+            batch_size: texts per forward pass.
+
+        Returns:
+            One ``{term: weight}`` dict per text; relevance is the dot product of two dicts.
+        """
+        ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """A system that indexes a corpus itself and returns ranked lists (e.g. BM25)."""
+
+    card: ModelCard
+
+    def retrieve(
+        self, queries: Mapping[str, str], corpus: Mapping[str, str], *, top_k: int = 1000
+    ) -> dict[str, dict[str, float]]:
+        """Rank the corpus for every query.
+
+        Args:
+            queries: query id to query text.
+            corpus: document id to document text (title and body already joined).
+            top_k: how many documents to return per query.
+
+        Returns:
+            ``{query_id: {doc_id: score}}`` with at most ``top_k`` documents per query.
+        """
+        ...
+
+
+@runtime_checkable
+class Ranker(Protocol):
+    """A re-ranker that scores (query, document) pairs, e.g. a cross-encoder or an LLM ranker."""
+
+    card: ModelCard
+
+    def score(self, query: str, docs: Sequence[str]) -> np.ndarray:
+        """Score candidate documents for one query.
+
+        Args:
+            query: the query text.
+            docs: candidate document texts.
+
+        Returns:
+            A float array of shape ``(len(docs),)``; higher is more relevant.
+        """
+        ...
+
+
+@runtime_checkable
+class Tagger(Protocol):
+    """A sequence labeller (word segmentation, NER)."""
+
+    card: ModelCard
+
+    def tag(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+        """Label every token.
+
+        Args:
+            sentences: token sequences (characters for Chinese).
+
+        Returns:
+            One label sequence per sentence, of the same lengths (BIO/BIES tags).
+        """
+        ...

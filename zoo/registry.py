@@ -1,0 +1,175 @@
+"""The model registry: a decorator, a frozen card per published weight set, and query functions.
+
+A registry key is what users type. The part before the dot selects the factory (architecture and
+size), the tag after it selects the weights: ``minilm-l6.st``. Names without a tag (``bm25``) have a
+single card. Families register themselves when imported; the built-in ones are imported lazily from
+``FAMILIES``, third-party ones from the ``zoobench.models`` entry-point group or a module path given
+on the command line (``--plugin my_pkg.models``) or in ``$ZOOBENCH_PLUGINS`` (comma-separated).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+from zoo.errors import ZooError
+
+__all__ = ["ModelCard", "register_model", "create_model", "get_card", "list_models", "load_plugins", "FAMILIES"]
+
+FAMILIES: tuple[str, ...] = ("zoo.families.baselines",)
+ENTRY_POINT_GROUP = "zoobench.models"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is, known before it is loaded.
+
+    The harness records the card with every result, so everything that changes a score belongs here:
+    the pooling and the prompts (``{"query": "query: ", "document": "passage: "}``) are card fields,
+    never hidden defaults of a model class.
+    """
+
+    name: str
+    family: str
+    revision: str
+    source: str
+    params: int | None = None
+    embed_dim: int | None = None
+    max_tokens: int | None = None
+    languages: tuple[str, ...] = ()
+    license: str | None = None
+    similarity: str | None = "cosine"
+    pooling: str | None = None
+    prompts: Mapping[str, str] = field(default_factory=dict)
+    training_data: tuple[str, ...] = ()
+    citation: str | None = None
+
+    @property
+    def arch(self) -> str:
+        """The factory part of the name (before the dot)."""
+        return self.name.split(".", 1)[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (tuples become lists)."""
+        d = asdict(self)
+        d["prompts"] = dict(self.prompts)
+        return d
+
+
+@dataclass(frozen=True)
+class _Entry:
+    arch: str
+    factory: Callable[..., Any]
+    cards: tuple[ModelCard, ...]
+
+
+_ARCHS: dict[str, _Entry] = {}
+_CARDS: dict[str, tuple[_Entry, ModelCard]] = {}
+_loaded_modules: set[str] = set()
+
+
+def register_model(name: str, *, cards: Iterable[ModelCard]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a factory under ``name`` with the cards of the weights it can load.
+
+    Args:
+        name: the architecture key in kebab case; must equal the function name (``gte_small``
+            registers as ``gte-small``).
+        cards: one card per weight set; each card's name is ``name`` or ``name.<tag>``. The first is
+            the default when users type the bare ``name``.
+
+    Returns:
+        The decorator; the factory is called as ``factory(card=card, **kwargs)``.
+
+    Raises:
+        ValueError: on a name that does not match its function, a duplicate, or a foreign card.
+    """
+    cards = tuple(cards)
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if fn.__name__.replace("_", "-") != name:
+            raise ValueError(f"register_model({name!r}) decorates {fn.__name__!r}; the names must match")
+        if not cards:
+            raise ValueError(f"model {name!r} registers no card")
+        entry = _Entry(name, fn, cards)
+        taken = [name] if name in _ARCHS else [c.name for c in cards if c.name in _CARDS]
+        if taken:
+            raise ValueError(f"model name {taken[0]!r} is registered twice")
+        for card in cards:
+            if card.arch != name or card.name.count(".") > 1:
+                raise ValueError(f"card {card.name!r} does not belong to model {name!r}")
+        _ARCHS[name] = entry
+        _CARDS.update({c.name: (entry, c) for c in cards})
+        return fn
+
+    return decorator
+
+
+def load_plugins(modules: Iterable[str] = ()) -> None:
+    """Import the built-in families, entry-point plugins and the given module paths (once each)."""
+    env = [m.strip() for m in os.environ.get("ZOOBENCH_PLUGINS", "").split(",") if m.strip()]
+    for module in (*FAMILIES, *env, *modules):
+        _import_once(module, module)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _import_once(ep.value.split(":")[0], f"entry point {ep.name!r}")
+
+
+def _import_once(module: str, what: str) -> None:
+    if module in _loaded_modules:
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        raise ZooError(f"cannot import model plugin {what}: {e}") from e
+    _loaded_modules.add(module)
+
+
+def _lookup(name: str) -> tuple[_Entry, ModelCard]:
+    load_plugins()
+    if name in _CARDS:
+        return _CARDS[name]
+    if name in _ARCHS:
+        entry = _ARCHS[name]
+        return entry, entry.cards[0]
+    close = difflib.get_close_matches(name, list(_CARDS), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see `zoobench ls models`"
+    raise ZooError(f"unknown model {name!r}{hint}")
+
+
+def get_card(name: str) -> ModelCard:
+    """The card of a registered model, without loading it."""
+    return _lookup(name)[1]
+
+
+def create_model(name: str, **kwargs: Any) -> Any:
+    """Build a registered model by name.
+
+    Args:
+        name: ``arch`` (its default weights) or ``arch.tag``, as listed by :func:`list_models`.
+        **kwargs: passed to the family's factory (e.g. ``device``).
+
+    Returns:
+        An object implementing one or more of the protocols in ``zoo.protocols``; its ``card``
+        attribute is the registered :class:`ModelCard`.
+
+    Raises:
+        ZooError: for an unknown name (with close matches suggested).
+
+    Example:
+        >>> model = create_model("test-random")
+        >>> model.encode(["hello"], kind="query").shape
+        (1, 64)
+    """
+    entry, card = _lookup(name)
+    return entry.factory(card=card, **kwargs)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted full names (``arch.tag``) matching an fnmatch ``pattern``."""
+    load_plugins()
+    return sorted(n for n in _CARDS if fnmatch.fnmatchcase(n, pattern))
