@@ -79,13 +79,27 @@ def _ls(args: argparse.Namespace) -> None:
         rows = []
         for name in list_models(args.pattern):
             c = get_card(name)
-            rows.append([name, c.family, str(c.embed_dim or "-"), str(c.max_tokens or "-"), ",".join(c.languages), c.source])
-        _print_table("models", ["name", "family", "dim", "max tokens", "languages", "source"], rows)
+            rows.append(
+                [
+                    name,
+                    c.family,
+                    str(c.embed_dim or "-"),
+                    str(c.max_tokens or "-"),
+                    ",".join(c.languages),
+                    c.upstream or "-",
+                ]
+            )
+        _print_table("models", ["name", "family", "dim", "max tokens", "languages", "upstream"], rows)
     elif args.what == "tasks":
         from harness.tasks import TASK_TYPES, list_tasks
 
         rows = [
-            [s.id, s.type + ("" if s.type in TASK_TYPES else " (not yet supported)"), ",".join(s.splits), ",".join(s.languages)]
+            [
+                s.id,
+                s.type + ("" if s.type in TASK_TYPES else " (not yet supported)"),
+                ",".join(s.splits),
+                ",".join(s.languages),
+            ]
             for s in list_tasks(args.data_dir)
             if fnmatch.fnmatchcase(s.id, args.pattern)
         ]
@@ -106,7 +120,9 @@ def _run(args: argparse.Namespace) -> None:
     from harness.runner import evaluate
     from harness.suites import get_suite
 
-    tasks = get_suite(args.suite, args.data_dir) if args.suite else [t.strip() for t in args.tasks.split(",") if t.strip()]
+    tasks = (
+        get_suite(args.suite, args.data_dir) if args.suite else [t.strip() for t in args.tasks.split(",") if t.strip()]
+    )
     command = shlex.join(["zoobench", *sys.argv[1:]])
     records = evaluate(
         args.model,
@@ -131,7 +147,9 @@ def _results(args: argparse.Namespace) -> None:
     records, warnings = load_results(args.results)
     for w in warnings:
         print(f"zoobench: warning: skipped {w}", file=sys.stderr)
-    records = [r for r in records if fnmatch.fnmatchcase(r.model, args.model) and fnmatch.fnmatchcase(r.task_id, args.task)]
+    records = [
+        r for r in records if fnmatch.fnmatchcase(r.model, args.model) and fnmatch.fnmatchcase(r.task_id, args.task)
+    ]
     if not records:
         print(f"no results in {args.results}", file=sys.stderr)
         return

@@ -50,7 +50,9 @@ def higher_is_better(metric: str) -> bool:
 
 def _ranx():
     # ranx creates ~/.ir_datasets at import time; keep it inside the user's cache unless told otherwise.
-    os.environ.setdefault("IR_DATASETS_HOME", os.path.join(os.path.expanduser("~"), ".cache", "zoobench", "ir_datasets"))
+    os.environ.setdefault(
+        "IR_DATASETS_HOME", os.path.join(os.path.expanduser("~"), ".cache", "zoobench", "ir_datasets")
+    )
     import ranx
 
     return ranx

@@ -38,7 +38,11 @@ def code_revision() -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, check=True, timeout=10,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -138,7 +142,8 @@ def evaluate(
             log(f"skip {task.spec.id}: {card.name} cannot run {task.spec.type} tasks (needs {need})")
             continue
         record = _run_task(instance, card, task, results_dir, batch_size, progress, command)
-        log(f"{card.name} {task.spec.id}: {record.main_score} = {record.get_score():.4f} ({record.runtime['total_s']:.1f}s)")
+        score, seconds = record.get_score(), record.runtime["total_s"]
+        log(f"{card.name} {task.spec.id}: {record.main_score} = {score:.4f} ({seconds:.1f}s)")
         done[task.spec.id] = record
     if task_objs and not done:
         raise ZooError(f"model {card.name} can run none of the tasks ({', '.join(skipped)})")
@@ -146,7 +151,13 @@ def evaluate(
 
 
 def _run_task(
-    model: Any, card: ModelCard, task: Task, results_dir: str | os.PathLike[str], batch_size: int, progress: bool, command: str
+    model: Any,
+    card: ModelCard,
+    task: Task,
+    results_dir: str | os.PathLike[str],
+    batch_size: int,
+    progress: bool,
+    command: str,
 ) -> TaskResult:
     t0 = time.perf_counter()
     out = task.evaluate(model, batch_size=batch_size, progress=progress)

@@ -38,7 +38,8 @@ class ModelCard:
     name: str
     family: str
     revision: str
-    source: str
+    source: str  # a checkpoint source for zoo.checkpoints.resolve, or "none (...)"
+    upstream: str | None = None  # the published model this is (a hub id), for listings and exports
     params: int | None = None
     embed_dim: int | None = None
     max_tokens: int | None = None

@@ -125,7 +125,9 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ZooError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{line[e.start]:02x} at column {e.start + 1})") from None
+            raise ZooError(
+                f"{path}:{lineno}: not valid UTF-8 (byte 0x{line[e.start]:02x} at column {e.start + 1})"
+            ) from None
         if text.strip():
             yield lineno, text
 
@@ -161,7 +163,9 @@ def _number(value: Any, path: Path, lineno: int, what: str) -> float:
 def _fields(line: str, n: int, path: Path, lineno: int, sep: str | None, names: str) -> list[str]:
     parts = line.rstrip("\r\n").split(sep) if sep else line.split()
     if len(parts) != n:
-        raise ZooError(f"{path}:{lineno}: expected {n} {'tab-separated ' if sep else ''}fields ({names}), got {len(parts)}")
+        raise ZooError(
+            f"{path}:{lineno}: expected {n} {'tab-separated ' if sep else ''}fields ({names}), got {len(parts)}"
+        )
     return parts
 
 

@@ -40,7 +40,9 @@ def list_tasks(data_dir: str | os.PathLike[str] | None = None, *, supported_only
         data_dir: see ``harness.datasets.local.resolve_data_dir``.
         supported_only: drop tasks whose type has no implementation yet.
     """
-    specs = [_spec(tid, folder, info) for tid, (folder, info) in local.discover(local.resolve_data_dir(data_dir)).items()]
+    specs = [
+        _spec(tid, folder, info) for tid, (folder, info) in local.discover(local.resolve_data_dir(data_dir)).items()
+    ]
     return [s for s in specs if s.type in TASK_TYPES or not supported_only]
 
 

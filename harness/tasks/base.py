@@ -183,7 +183,9 @@ def encode_texts(model: Encoder, texts: Sequence[str], kind: Kind, ctx: EvalCont
     order = sorted(range(len(unique)), key=lambda i: -len(unique[i]))
     block = max(ctx.batch_size * 16, 512)
     chunks: list[np.ndarray] = []
-    with tqdm(total=len(unique), desc=f"{ctx.task_id} {kind}", unit="text", disable=not ctx.progress, leave=False) as bar:
+    with tqdm(
+        total=len(unique), desc=f"{ctx.task_id} {kind}", unit="text", disable=not ctx.progress, leave=False
+    ) as bar:
         for start in range(0, len(order), block):
             batch = [unique[i] for i in order[start : start + block]]
             chunks.append(np.asarray(model.encode(batch, kind=kind, batch_size=ctx.batch_size), dtype=np.float32))

