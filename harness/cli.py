@@ -123,7 +123,6 @@ def _run(args: argparse.Namespace) -> None:
     tasks = (
         get_suite(args.suite, args.data_dir) if args.suite else [t.strip() for t in args.tasks.split(",") if t.strip()]
     )
-    command = shlex.join(["zoobench", *sys.argv[1:]])
     records = evaluate(
         args.model,
         tasks,
@@ -132,7 +131,7 @@ def _run(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         batch_size=args.batch_size,
         progress=not args.no_progress,
-        command=command,
+        command=args.command,
     )
     _print_table(
         f"{args.model} (scores x100)",
@@ -170,7 +169,9 @@ _VERBS = {"ls": _ls, "run": _run, "results": _results}
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``zoobench`` console script; returns the exit code."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.command = shlex.join(["zoobench", *argv])
     try:
         from zoo.registry import load_plugins
 

@@ -58,10 +58,23 @@ def _ranx():
     return ranx
 
 
+def _trec_order(item: tuple[str, float]) -> tuple[float, _Desc]:
+    return -item[1], _Desc(item[0])
+
+
+class _Desc(str):
+    """A string that sorts in reverse order."""
+
+    def __lt__(self, other: str) -> bool:
+        return str.__gt__(self, other)
+
+
 def _qrels_run(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]]):
     ranx = _ranx()
     # Queries the system returned nothing for still count (as zeros); ranx needs a non-empty dict.
-    run = {q: (dict(run.get(q) or {}) or {"\0none": -np.inf}) for q in qrels}
+    # ranx ranks tied scores in insertion order: insert in trec_eval's order (score, then doc id,
+    # both descending) so that ties rank as pytrec_eval / trec_eval rank them.
+    run = {q: dict(sorted((run.get(q) or {}).items(), key=_trec_order)) or {"\0none": -np.inf} for q in qrels}
     return ranx.Qrels({q: dict(d) for q, d in qrels.items()}), ranx.Run(run)
 
 

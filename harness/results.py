@@ -4,6 +4,7 @@ Layout (the path encodes everything that changes the number)::
 
     <results>/<model>/<revision>/<source>/<task>.json                 the TaskResult
     <results>/<model>/<revision>/runs/<source>/<task>.<split>.trec.gz  ranked lists (retrieval, reranking)
+    <results>/<model>/<revision>/runs/<source>/<task>.<split>.qrels.gz  the judgements they were scored on
     <results>/<model>/<revision>/runs/<source>/<task>.<split>.items.json.gz  per-item predictions
 
 Keys of a record (schema_version 1):
@@ -12,6 +13,7 @@ Keys of a record (schema_version 1):
 - ``model``, ``revision``: the registry name and the weights' revision (from the model card).
 - ``model_card``: the card as a dict (family, params, embed_dim, max_tokens, prompts, pooling, ...).
 - ``task_id``, ``task_type``, ``languages``, ``main_score`` (the metric name).
+- ``task_options``: the task's settings that change numbers (e.g. ``ignore_identical_ids``).
 - ``scores``: ``{split: {metric: value, "main_score": value}}``, metrics in ranx syntax, 0..1 scale.
 - ``n_items``: ``{split: number of queries / pairs / texts evaluated}``.
 - ``data_checksum``: sha256 of the task's data files; ``dataset_revision``: the source's revision.
@@ -34,7 +36,20 @@ from typing import Any
 
 from zoo.errors import ZooError
 
-__all__ = ["SCHEMA_VERSION", "TaskResult", "result_path", "run_path", "items_path", "atomic_write", "load_results"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "TaskResult",
+    "result_path",
+    "run_path",
+    "qrels_path",
+    "items_path",
+    "atomic_write",
+    "write_run",
+    "read_run",
+    "write_qrels",
+    "read_qrels",
+    "load_results",
+]
 
 SCHEMA_VERSION = 1
 
@@ -58,6 +73,7 @@ class TaskResult:
     date: str
     languages: list[str] = field(default_factory=list)
     dataset_revision: str | None = None
+    task_options: dict[str, Any] = field(default_factory=dict)
     model_card: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -120,7 +136,8 @@ def _model_dir(results_dir: str | os.PathLike[str], model: str, revision: str) -
 
 def result_path(results_dir: str | os.PathLike[str], model: str, revision: str, task_id: str) -> Path:
     """``<results>/<model>/<revision>/<task_id>.json``."""
-    return _model_dir(results_dir, model, revision).joinpath(*map(_safe, task_id.split("/"))).with_suffix(".json")
+    parts = [_safe(p) for p in task_id.split("/")]
+    return _model_dir(results_dir, model, revision).joinpath(*parts[:-1], f"{parts[-1]}.json")
 
 
 def run_path(results_dir: str | os.PathLike[str], model: str, revision: str, task_id: str, split: str) -> Path:
@@ -152,13 +169,40 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         raise
 
 
+def qrels_path(results_dir: str | os.PathLike[str], model: str, revision: str, task_id: str, split: str) -> Path:
+    """``<results>/<model>/<revision>/runs/<task_id>.<split>.qrels.gz``."""
+    return run_path(results_dir, model, revision, task_id, split).with_name(
+        f"{task_id.split('/')[-1]}.{_safe(split)}.qrels.gz"
+    )
+
+
+def write_qrels(path: Path, qrels: dict[str, dict[str, int]]) -> None:
+    """Write TREC qrels (``qid 0 docid rel``), gzip-compressed, atomically."""
+    lines = [f"{qid} 0 {did} {rel}" for qid, docs in qrels.items() for did, rel in docs.items()]
+    atomic_write(path, gzip.compress("".join(line + "\n" for line in lines).encode(), mtime=0))
+
+
+def read_qrels(path: str | os.PathLike[str]) -> dict[str, dict[str, int]]:
+    """Read (gzipped) TREC qrels back into ``{qid: {docid: relevance}}``."""
+    qrels: dict[str, dict[str, int]] = {}
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 4:
+                raise ZooError(f"{path}:{lineno}: expected 4 fields (qid 0 docid rel), got {len(parts)}")
+            qrels.setdefault(parts[0], {})[parts[2]] = int(parts[3])
+    return qrels
+
+
 def write_run(path: Path, run: dict[str, dict[str, float]], tag: str) -> None:
     """Write a TREC run file (``qid Q0 docid rank score tag``), gzip-compressed, atomically."""
     lines = []
     for qid, docs in run.items():
         ranked = sorted(docs.items(), key=lambda kv: -kv[1])
         lines.extend(f"{qid} Q0 {did} {rank} {score:.6f} {tag}" for rank, (did, score) in enumerate(ranked, 1))
-    atomic_write(path, gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
+    atomic_write(path, gzip.compress("".join(line + "\n" for line in lines).encode(), mtime=0))
 
 
 def read_run(path: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
@@ -167,6 +211,8 @@ def read_run(path: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
+            if not parts:
+                continue
             if len(parts) != 6:
                 raise ZooError(f"{path}:{lineno}: expected 6 fields (qid Q0 docid rank score tag), got {len(parts)}")
             run.setdefault(parts[0], {})[parts[2]] = float(parts[4])

@@ -19,8 +19,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.datasets.local import folder_checksum
-from harness.results import TaskResult, atomic_write, items_path, result_path, run_path, write_run
+from harness.results import (
+    TaskResult,
+    atomic_write,
+    items_path,
+    qrels_path,
+    result_path,
+    run_path,
+    write_qrels,
+    write_run,
+)
 from harness.tasks import Task, get_task
 from zoo.errors import ZooError
 from zoo.registry import ModelCard, create_model, get_card
@@ -127,10 +135,14 @@ def evaluate(
     pending = []
     for task in task_objs:
         path = result_path(results_dir, card.name, card.revision, task.spec.id)
-        if path.exists() and not overwrite:
-            done[task.spec.id] = TaskResult.load(path)
-        else:
+        stored = TaskResult.load(path) if path.exists() and not overwrite else None
+        if stored is not None and stored.data_checksum != task.checksum():
+            log(f"{task.spec.id}: data changed since {path} was written; recomputing")
+            stored = None
+        if stored is None:
             pending.append(task)
+        else:
+            done[task.spec.id] = stored
     instance = None
     skipped = []
     for task in pending:
@@ -160,11 +172,14 @@ def _run_task(
     command: str,
 ) -> TaskResult:
     t0 = time.perf_counter()
+    checksum = task.checksum()
     out = task.evaluate(model, batch_size=batch_size, progress=progress)
     total = time.perf_counter() - t0
     spec = task.spec
     for split, run in out.runs.items():
         write_run(run_path(results_dir, card.name, card.revision, spec.id, split), run, tag=card.name)
+    for split, qrels in out.qrels.items():
+        write_qrels(qrels_path(results_dir, card.name, card.revision, spec.id, split), qrels)
     for split, items in out.items.items():
         atomic_write(
             items_path(results_dir, card.name, card.revision, spec.id, split),
@@ -178,7 +193,7 @@ def _run_task(
         main_score=task.main_metric,
         scores=out.scores,
         n_items=out.n_items,
-        data_checksum=folder_checksum(Path(spec.path)) if spec.source == "local" else "",
+        data_checksum=checksum,
         code_revision=code_revision(),
         command=command,
         runtime={**{k: round(v, 3) for k, v in out.timings.items()}, "total_s": round(total, 3)},
@@ -186,6 +201,7 @@ def _run_task(
         date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         languages=list(spec.languages),
         dataset_revision=spec.revision,
+        task_options=dict(spec.options),
         model_card=card.to_dict(),
     )
     record.save(results_dir)

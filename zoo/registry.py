@@ -60,7 +60,7 @@ class ModelCard:
         """A JSON-ready copy (tuples become lists)."""
         d = asdict(self)
         d["prompts"] = dict(self.prompts)
-        return d
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,8 @@ def _import_once(module: str, what: str) -> None:
         return
     try:
         importlib.import_module(module)
-    except ImportError as e:
-        raise ZooError(f"cannot import model plugin {what}: {e}") from e
+    except Exception as e:  # a plugin's own failure (ImportError, a duplicate name, ...) is the user's input
+        raise ZooError(f"cannot import model plugin {what}: {type(e).__name__}: {e}") from e
     _loaded_modules.add(module)
 
 

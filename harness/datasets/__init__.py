@@ -1,23 +1,17 @@
 """Dataset sources: one module per source, each a loader plus its task declarations.
 
-``SOURCES`` maps a ``TaskSpec.source`` to the function that loads one split of such a task.
+A source module offers four functions: ``specs(data_dir)`` (the tasks it can list),
+``spec(name, data_dir)`` (one task, or a one-line ``ZooError``), ``load(spec, split)`` (the data
+of one split in the shape the task type reads) and ``checksum(spec)`` (recorded with results, and
+compared on reruns).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
 
 from harness.datasets import local
 
-if TYPE_CHECKING:
-    from harness.tasks.base import TaskSpec
-
 __all__ = ["SOURCES"]
 
-
-def _load_local(spec: TaskSpec, split: str) -> Any:
-    return local.load_split(Path(spec.path), spec.type, split)
-
-
-SOURCES = {"local": _load_local}
+SOURCES: dict[str, ModuleType] = {"local": local}

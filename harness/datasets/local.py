@@ -26,6 +26,7 @@ Every reader names the file and line of the first bad record in a one-line ``Zoo
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -36,9 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.spec import TaskSpec
 from zoo.errors import ZooError
 
 __all__ = [
+    "specs",
+    "spec",
+    "load",
+    "checksum",
     "RetrievalData",
     "PairData",
     "LabelledData",
@@ -293,6 +299,10 @@ def _first_record(path: Path) -> dict[str, Any]:
     raise ZooError(f"{path}: no records")
 
 
+def _eval_split(splits: list[str]) -> str | None:
+    return "test" if "test" in splits else ("dev" if "dev" in splits else None)
+
+
 def detect(folder: Path) -> dict[str, Any] | None:
     """Describe the task a folder holds: type, splits, train_split, languages, ... or None.
 
@@ -300,7 +310,7 @@ def detect(folder: Path) -> dict[str, Any] | None:
         None for a folder that is not a task (training data, or no known format).
 
     Raises:
-        ZooError: for an unreadable ``task.toml``.
+        ZooError: for an unreadable ``task.toml``, or a BEIR folder without its corpus.
     """
     info: dict[str, Any] = {}
     toml_path = folder / "task.toml"
@@ -309,25 +319,26 @@ def detect(folder: Path) -> dict[str, Any] | None:
             info = tomllib.loads(toml_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ZooError(f"{toml_path}: invalid TOML ({e})") from None
-    splits = sorted(p.stem for p in folder.glob("*.jsonl") if p.stem not in ("corpus", "queries"))
-    eval_split = "test" if "test" in splits else ("dev" if "dev" in splits else None)
+    # The layout decides where the splits are; task.toml may still override the type and splits.
+    if (folder / "queries.jsonl").exists() and (folder / "qrels").is_dir():
+        if not (folder / "corpus.jsonl").exists():
+            raise ZooError(f"{folder / 'corpus.jsonl'}: file not found (the folder has queries.jsonl and qrels/)")
+        layout, splits = "retrieval", sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+    elif all((folder / f).exists() for f in ("queries.tsv", "qrels.txt", "docs.tsv")):
+        layout, splits = "trec", ["test"]
+    elif list(folder.glob("*.conll")):
+        layout, splits = "seqlabel", sorted(p.stem for p in folder.glob("*.conll"))
+    else:
+        layout, splits = None, sorted(p.stem for p in folder.glob("*.jsonl"))
+    eval_split = _eval_split(splits)
     if "type" not in info:
-        if (folder / "corpus.jsonl").exists() and (folder / "queries.jsonl").exists():
-            qsplits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
-            info["type"] = "retrieval"
-            eval_split = "test" if "test" in qsplits else ("dev" if "dev" in qsplits else None)
-        elif all((folder / f).exists() for f in ("queries.tsv", "qrels.txt", "docs.tsv")):
-            info["type"], eval_split = "trec", "test"
-        elif list(folder.glob("*.conll")):
-            splits = sorted(p.stem for p in folder.glob("*.conll"))
-            info["type"], eval_split = "seqlabel", "test" if "test" in splits else None
-        elif eval_split is not None:
+        if layout is None and eval_split is not None:
             keys = set(_first_record(folder / f"{eval_split}.jsonl"))
-            shape = next((t for fields, t in _SHAPES if fields <= keys), None)
-            if shape == "labelled":
-                shape = "classification" if "train" in splits else "clustering"
-            info["type"] = shape
-    if info.get("type") is None or eval_split is None and "splits" not in info:
+            layout = next((t for fields, t in _SHAPES if fields <= keys), None)
+            if layout == "labelled":
+                layout = "classification" if "train" in splits else "clustering"
+        info["type"] = layout
+    if info["type"] is None or (eval_split is None and "splits" not in info):
         return None
     info.setdefault("splits", [eval_split])
     if info["type"] == "classification":
@@ -370,3 +381,54 @@ def folder_checksum(folder: Path) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     return "sha256:" + h.hexdigest()
+
+
+# THE SOURCE INTERFACE ============================================================================
+
+
+def _to_spec(name: str, folder: Path, info: dict[str, Any]) -> TaskSpec:
+    return TaskSpec(
+        id=f"local/{name}",
+        type=info["type"],
+        source="local",
+        path=str(folder),
+        splits=tuple(info["splits"]),
+        languages=tuple(info["languages"]),
+        main_score=info.get("main_score"),
+        train_split=info.get("train_split"),
+        description=info.get("description", ""),
+        revision=info.get("revision"),
+    )
+
+
+def specs(data_dir: str | os.PathLike[str] | None = None) -> list[TaskSpec]:
+    """A spec for every task folder of the data dir, sorted by id."""
+    return [_to_spec(tid.split("/", 1)[1], f, info) for tid, (f, info) in discover(resolve_data_dir(data_dir)).items()]
+
+
+def spec(name: str, data_dir: str | os.PathLike[str] | None = None) -> TaskSpec:
+    """The spec of task ``local/<name>``.
+
+    Raises:
+        ZooError: no such folder (naming the data dir, with close matches) or not a task.
+    """
+    root = resolve_data_dir(data_dir)
+    folder = root / name
+    if not folder.is_dir():
+        close = difflib.get_close_matches(name, [p.name for p in root.iterdir() if p.is_dir()], n=3)
+        hint = f"; did you mean {', '.join('local/' + c for c in close)}?" if close else ""
+        raise ZooError(f"unknown task 'local/{name}': no folder {name!r} in data dir {root}{hint}")
+    info = detect(folder)
+    if info is None:
+        raise ZooError(f"task 'local/{name}': {folder} holds no evaluation split in a known format (training data?)")
+    return _to_spec(name, folder, info)
+
+
+def load(spec: TaskSpec, split: str) -> Any:
+    """One split of a local task, in the shape its type reads."""
+    return load_split(Path(spec.path), spec.type, split)
+
+
+def checksum(spec: TaskSpec) -> str:
+    """sha256 of the task folder's data files."""
+    return folder_checksum(Path(spec.path))

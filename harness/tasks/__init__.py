@@ -1,49 +1,31 @@
 """Task types and task lookup.
 
 Importing this package registers the task types (one module each). ``get_task`` turns a task id
-into a runnable :class:`~harness.tasks.base.Task`; ``list_tasks`` lists what a data dir holds.
+into a runnable :class:`~harness.tasks.base.Task`; ``list_tasks`` lists what the sources hold.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-from pathlib import Path
 
-from harness.datasets import SOURCES, local
+from harness.datasets import SOURCES
+from harness.spec import TaskSpec
 from harness.tasks import classification, clustering, pair_classification, reranking, retrieval, sts  # noqa: F401
-from harness.tasks.base import TASK_TYPES, Task, TaskSpec
+from harness.tasks.base import TASK_TYPES, Task
 from zoo.errors import ZooError
 
 __all__ = ["get_task", "list_tasks", "TaskSpec", "Task", "TASK_TYPES"]
 
 
-def _spec(task_id: str, folder: Path, info: dict) -> TaskSpec:
-    return TaskSpec(
-        id=task_id,
-        type=info["type"],
-        source="local",
-        path=str(folder),
-        splits=tuple(info["splits"]),
-        languages=tuple(info["languages"]),
-        main_score=info.get("main_score"),
-        train_split=info.get("train_split"),
-        description=info.get("description", ""),
-        revision=info.get("revision"),
-    )
-
-
 def list_tasks(data_dir: str | os.PathLike[str] | None = None, *, supported_only: bool = False) -> list[TaskSpec]:
-    """Every task the data dir holds (``local/<folder>``), sorted by id.
+    """Every task the sources can list (the local data dir's folders), sorted by id.
 
     Args:
         data_dir: see ``harness.datasets.local.resolve_data_dir``.
         supported_only: drop tasks whose type has no implementation yet.
     """
-    specs = [
-        _spec(tid, folder, info) for tid, (folder, info) in local.discover(local.resolve_data_dir(data_dir)).items()
-    ]
-    return [s for s in specs if s.type in TASK_TYPES or not supported_only]
+    specs = [s for source in SOURCES.values() for s in source.specs(data_dir)]
+    return sorted((s for s in specs if s.type in TASK_TYPES or not supported_only), key=lambda s: s.id)
 
 
 def get_task(task_id: str, data_dir: str | os.PathLike[str] | None = None) -> Task:
@@ -58,7 +40,7 @@ def get_task(task_id: str, data_dir: str | os.PathLike[str] | None = None) -> Ta
 
     Raises:
         ZooError: unknown source or name (with close matches), absent data (saying where it looked),
-            a folder that is not a task, or a type not implemented yet.
+            a folder that is not a task, a type not implemented yet, or a main score the type lacks.
 
     Example:
         >>> task = get_task("local/stsb")
@@ -68,17 +50,13 @@ def get_task(task_id: str, data_dir: str | os.PathLike[str] | None = None) -> Ta
     source, _, name = task_id.partition("/")
     if source not in SOURCES or not name:
         raise ZooError(f"unknown task {task_id!r}: ids look like <source>/<name> with source one of {sorted(SOURCES)}")
-    root = local.resolve_data_dir(data_dir)
-    folder = root / name
-    if not folder.is_dir():
-        names = [p.name for p in root.iterdir() if p.is_dir()]
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f"; did you mean {', '.join('local/' + c for c in close)}?" if close else ""
-        raise ZooError(f"unknown task {task_id!r}: no folder {name!r} in data dir {root}{hint}")
-    info = local.detect(folder)
-    if info is None:
-        raise ZooError(f"task {task_id!r}: {folder} holds no evaluation split in a known format (training data?)")
-    if info["type"] not in TASK_TYPES:
-        raise ZooError(f"task {task_id!r}: task type {info['type']!r} is not supported yet")
-    spec = _spec(task_id, folder, info)
-    return TASK_TYPES[spec.type](spec, SOURCES[spec.source])
+    spec = SOURCES[source].spec(name, data_dir)
+    cls = TASK_TYPES.get(spec.type)
+    if cls is None:
+        raise ZooError(f"task {task_id!r}: task type {spec.type!r} is not supported yet")
+    if spec.main_score is not None and spec.main_score not in cls.metrics:
+        raise ZooError(
+            f"task {task_id!r} ({spec.path}): main_score {spec.main_score!r} is not a metric of {spec.type} tasks "
+            f"(one of {', '.join(cls.metrics)})"
+        )
+    return cls(spec, SOURCES[source])

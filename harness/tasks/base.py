@@ -9,45 +9,17 @@ and the encoding loop (de-duplicated, length-sorted, with a progress bar).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
 
+from harness.spec import TaskSpec
 from zoo.protocols import Encoder, Kind
 
 __all__ = ["TaskSpec", "Task", "SplitOutput", "TaskOutput", "EvalContext", "task_type", "TASK_TYPES", "encode_texts"]
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """A task declaration.
-
-    Attributes:
-        id: ``<source>/<name>``, e.g. ``local/scifact``.
-        type: a key of ``TASK_TYPES``.
-        source: a key of ``harness.datasets.SOURCES`` (which loader reads the data).
-        path: where the source finds the data (a folder for ``local``).
-        splits: the evaluation splits.
-        languages: ISO 639-1 codes (``en``, ``zh``) or ``multilingual``.
-        main_score: the headline metric; ``None`` means the type's default.
-        train_split: the split a classifier is trained on (classification only).
-        description, license, revision, citation: provenance shown in listings and records.
-    """
-
-    id: str
-    type: str
-    source: str
-    path: str
-    splits: tuple[str, ...] = ("test",)
-    languages: tuple[str, ...] = ("en",)
-    main_score: str | None = None
-    train_split: str | None = None
-    description: str = ""
-    license: str | None = None
-    revision: str | None = None
-    citation: str | None = None
 
 
 @dataclass
@@ -57,6 +29,7 @@ class SplitOutput:
     scores: dict[str, float]
     n_items: int
     run: dict[str, dict[str, float]] | None = None  # ranked lists, stored as a TREC run file
+    qrels: dict[str, dict[str, int]] | None = None  # the judgements the run was scored against
     items: dict[str, list[Any]] | None = None  # per-item predictions / gold, stored beside the result
 
 
@@ -67,6 +40,7 @@ class TaskOutput:
     scores: dict[str, dict[str, float]]
     n_items: dict[str, int]
     runs: dict[str, dict[str, dict[str, float]]]
+    qrels: dict[str, dict[str, dict[str, int]]]
     items: dict[str, dict[str, list[Any]]]
     timings: dict[str, float]
 
@@ -104,17 +78,19 @@ def _model_name(model: Any) -> str:
 class Task:
     """Base of the task types: ``evaluate`` loops over splits and calls ``_evaluate_split``.
 
-    Subclasses set ``type``, ``main_score`` (the default headline metric), ``requires`` (the
+    Subclasses set ``type``, ``main_score`` (the default headline metric), ``metrics`` (all the
+    metrics ``_evaluate_split`` returns), ``requires`` (the
     protocols of which a model must implement at least one) and implement ``_evaluate_split``.
     """
 
     type: ClassVar[str]
     main_score: ClassVar[str]
+    metrics: ClassVar[tuple[str, ...]]
     requires: ClassVar[tuple[type, ...]] = (Encoder,)
 
-    def __init__(self, spec: TaskSpec, loader: Callable[[TaskSpec, str], Any]) -> None:
+    def __init__(self, spec: TaskSpec, source: ModuleType) -> None:
         self.spec = spec
-        self._loader = loader
+        self.source = source
 
     @property
     def main_metric(self) -> str:
@@ -127,7 +103,11 @@ class Task:
 
     def load(self, split: str) -> Any:
         """The data of one split, as the source's loader returns it."""
-        return self._loader(self.spec, split)
+        return self.source.load(self.spec, split)
+
+    def checksum(self) -> str:
+        """A checksum of the task's data, as its source computes it."""
+        return self.source.checksum(self.spec)
 
     def evaluate(self, model: Any, *, batch_size: int = 32, progress: bool = True) -> TaskOutput:
         """Evaluate ``model`` on every split of the task.
@@ -147,7 +127,7 @@ class Task:
             need = " or ".join(p.__name__ for p in self.requires)
             raise TypeError(f"model {_model_name(model)} cannot run {self.type} task {self.spec.id}: needs {need}")
         ctx = EvalContext(self.spec.id, batch_size=batch_size, progress=progress)
-        out = TaskOutput({}, {}, {}, {}, ctx.timings)
+        out = TaskOutput({}, {}, {}, {}, {}, ctx.timings)
         for split in self.spec.splits:
             t0 = time.perf_counter()
             data = self.load(split)
@@ -161,6 +141,8 @@ class Task:
             out.n_items[split] = res.n_items
             if res.run is not None:
                 out.runs[split] = res.run
+            if res.qrels is not None:
+                out.qrels[split] = res.qrels
             if res.items is not None:
                 out.items[split] = res.items
         return out

@@ -43,10 +43,11 @@ class Classification(Task):
 
     type = "classification"
     main_score = "accuracy"
+    metrics = ("accuracy", "f1", "f1_weighted")
 
     def load(self, split: str) -> tuple[LabelledData, LabelledData]:
         """The train split and the evaluation split."""
-        return self._loader(self.spec, self.spec.train_split or "train"), self._loader(self.spec, split)
+        return self.source.load(self.spec, self.spec.train_split or "train"), self.source.load(self.spec, split)
 
     def _evaluate_split(self, model: Any, data: tuple[LabelledData, LabelledData], ctx: EvalContext) -> SplitOutput:
         from sklearn.linear_model import LogisticRegression

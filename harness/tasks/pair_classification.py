@@ -35,6 +35,7 @@ class PairClassification(Task):
 
     type = "pair_classification"
     main_score = "cosine_ap"
+    metrics = ("cosine_ap", "cosine_accuracy", "cosine_f1")
 
     def _evaluate_split(self, model: Any, data: PairData, ctx: EvalContext) -> SplitOutput:
         from sklearn.metrics import average_precision_score

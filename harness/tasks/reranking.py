@@ -40,4 +40,4 @@ class Reranking(Task):
             str(i): {f"c{j}": int(j < len(p)) for j in range(len(c))}
             for i, (p, c) in enumerate(zip(data.positives, candidates, strict=True))
         }
-        return SplitOutput(evaluate_run(qrels, run, self.metrics), n_items=len(data.queries), run=run)
+        return SplitOutput(evaluate_run(qrels, run, self.metrics), n_items=len(data.queries), run=run, qrels=qrels)

@@ -6,7 +6,7 @@ from typing import Any
 
 from harness.datasets.local import RetrievalData
 from harness.metrics import evaluate_run
-from harness.search import dense_topk
+from harness.search import StreamingTopK
 from harness.tasks.base import EvalContext, SplitOutput, Task, encode_texts, task_type
 from zoo.protocols import Encoder, Retriever
 
@@ -14,16 +14,22 @@ __all__ = ["Retrieval", "dense_run", "top_of_run"]
 
 TOP_K = 1000  # depth of the ranked lists the metrics see (recall@1000)
 RUN_DEPTH = 100  # depth of the run file kept beside the result
+SHARD_SIZE = 50_000  # documents encoded and searched at a time: memory stays bounded on any corpus
 
 
 def dense_run(
     model: Encoder, queries: dict[str, str], corpus: dict[str, str], ctx: EvalContext, *, top_k: int = TOP_K
 ) -> dict[str, dict[str, float]]:
-    """Exact dense search of ``corpus`` for every query: ``{query_id: {doc_id: score}}``."""
+    """Exact dense search of ``corpus`` for every query: ``{query_id: {doc_id: score}}``.
+
+    The corpus is encoded and searched one shard of ``SHARD_SIZE`` documents at a time (the unit
+    that can later be spread over ranks), so only one shard of embeddings is ever in memory.
+    """
     doc_ids = list(corpus)
-    q = encode_texts(model, list(queries.values()), "query", ctx)
-    d = encode_texts(model, [corpus[i] for i in doc_ids], "document", ctx)
-    scores, idx = dense_topk(q, d, top_k)
+    acc = StreamingTopK(encode_texts(model, list(queries.values()), "query", ctx), top_k)
+    for start in range(0, len(doc_ids), SHARD_SIZE):
+        acc.add(encode_texts(model, [corpus[i] for i in doc_ids[start : start + SHARD_SIZE]], "document", ctx))
+    scores, idx = acc.result()
     return {
         qid: {doc_ids[j]: float(s) for j, s in zip(idx[row], scores[row], strict=True)}
         for row, qid in enumerate(queries)
@@ -50,4 +56,4 @@ class Retrieval(Task):
         else:
             run = dense_run(model, data.queries, data.corpus, ctx)
         scores = evaluate_run(data.qrels, run, self.metrics)
-        return SplitOutput(scores, n_items=len(data.queries), run=top_of_run(run))
+        return SplitOutput(scores, n_items=len(data.queries), run=top_of_run(run), qrels=data.qrels)

@@ -26,6 +26,7 @@ class STS(Task):
 
     type = "sts"
     main_score = "cosine_spearman"
+    metrics = ("cosine_spearman", "cosine_pearson")
 
     def _evaluate_split(self, model: Any, data: PairData, ctx: EvalContext) -> SplitOutput:
         from scipy.stats import pearsonr, spearmanr
