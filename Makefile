@@ -12,6 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 export MTEB_CACHE ?= $(CURDIR)/.cache/mteb
 export IR_DATASETS_HOME ?= $(CURDIR)/.cache/ir_datasets
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
+export ZOOBENCH_CACHE ?= $(CURDIR)/.cache/embeddings
 
 .PHONY: install test test-all demo lint clean
 

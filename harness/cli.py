@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="recompute tasks that already have a result")
     run.add_argument("--batch-size", type=int, default=32, help="encoder batch size (default: 32)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    run.add_argument("--cache-dir", help="embedding cache root (default: $ZOOBENCH_CACHE or ~/.cache/zoobench)")
     _common(run)
 
     res = sub.add_parser("results", help="table of the results in a results folder")
@@ -132,6 +134,8 @@ def _run(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         progress=not args.no_progress,
         command=args.command,
+        cache=False if args.no_cache else None,
+        cache_dir=args.cache_dir,
     )
     _print_table(
         f"{args.model} (scores x100)",

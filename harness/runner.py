@@ -15,10 +15,11 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.cache import EmbeddingCache, default_cache_dir, fingerprint
 from harness.results import (
     TaskResult,
     atomic_write,
@@ -101,6 +102,9 @@ def evaluate(
     batch_size: int = 32,
     progress: bool = True,
     command: str | None = None,
+    cache: bool | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> list[TaskResult]:
     """Evaluate a model on tasks, writing one result record per task.
@@ -115,6 +119,10 @@ def evaluate(
         batch_size: encoder batch size.
         progress: show progress bars.
         command: recorded in every record (the CLI passes its command line).
+        cache: use the embedding cache; ``None`` means yes for a registry name, no for a model
+            object (whose weights may change under the same card, e.g. during training).
+        cache_dir: the cache root (default ``$ZOOBENCH_CACHE`` or ``~/.cache/zoobench/embeddings``).
+        model_kwargs: passed to the model's factory (and part of the cache fingerprint).
         log: receives one line per skipped or finished task.
 
     Returns:
@@ -143,17 +151,21 @@ def evaluate(
             pending.append(task)
         else:
             done[task.spec.id] = stored
-    instance = None
+    if not pending:
+        return [done[t.spec.id] for t in task_objs]
+    # A lazy stand-in: the weights load only if some text misses the cache.
+    instance = create_model(model, lazy=True, **(model_kwargs or {})) if isinstance(model, str) else model
+    emb_cache = None
+    if cache if cache is not None else isinstance(model, str):
+        emb_cache = EmbeddingCache(cache_dir or default_cache_dir(), fingerprint(card, model_kwargs))
     skipped = []
     for task in pending:
-        if instance is None:
-            instance = create_model(model) if isinstance(model, str) else model
         if not task.supports(instance):
             need = " or ".join(p.__name__ for p in task.requires)
             skipped.append(task.spec.id)
             log(f"skip {task.spec.id}: {card.name} cannot run {task.spec.type} tasks (needs {need})")
             continue
-        record = _run_task(instance, card, task, results_dir, batch_size, progress, command)
+        record = _run_task(instance, card, task, results_dir, batch_size, progress, command, emb_cache)
         score, seconds = record.get_score(), record.runtime["total_s"]
         log(f"{card.name} {task.spec.id}: {record.main_score} = {score:.4f} ({seconds:.1f}s)")
         done[task.spec.id] = record
@@ -170,10 +182,11 @@ def _run_task(
     batch_size: int,
     progress: bool,
     command: str,
+    cache: EmbeddingCache | None,
 ) -> TaskResult:
     t0 = time.perf_counter()
     checksum = task.checksum()
-    out = task.evaluate(model, batch_size=batch_size, progress=progress)
+    out = task.evaluate(model, batch_size=batch_size, progress=progress, cache=cache)
     total = time.perf_counter() - t0
     spec = task.spec
     for split, run in out.runs.items():

@@ -16,6 +16,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("IR_DATASETS_HOME", os.path.join(_TMP, "ir_datasets"))
 os.environ.setdefault("MPLCONFIGDIR", os.path.join(_TMP, "matplotlib"))
+os.environ.setdefault("ZOOBENCH_CACHE", os.path.join(_TMP, "embeddings"))
 
 import pytest  # noqa: E402
 

@@ -13,6 +13,7 @@ import difflib
 import fnmatch
 import importlib
 import os
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
@@ -147,11 +148,53 @@ def get_card(name: str) -> ModelCard:
     return _lookup(name)[1]
 
 
-def create_model(name: str, **kwargs: Any) -> Any:
+# Methods of the protocols in zoo.protocols: a lazy model forwards exactly those its class has.
+_PROTOCOL_METHODS = ("encode", "encode_sparse", "retrieve", "score", "tag")
+
+
+class _LazyModel:
+    """Stands in for a model until one of its protocol methods is first called."""
+
+    def __init__(self, card: ModelCard, load: Callable[[], Any]) -> None:
+        self.card = card
+        self._load = load
+        self._model: Any = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the real model has been built."""
+        return self._model is not None
+
+    def _get(self) -> Any:
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+
+def _forward(method: str) -> Callable[..., Any]:
+    def call(self: _LazyModel, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self._get(), method)(*args, **kwargs)
+
+    call.__name__ = method
+    return call
+
+
+def _model_class(entry: _Entry) -> type | None:
+    try:
+        cls = typing.get_type_hints(entry.factory).get("return")
+    except Exception:  # an unresolvable annotation only means "not known before loading"
+        return None
+    return cls if isinstance(cls, type) else None
+
+
+def create_model(name: str, *, lazy: bool = False, **kwargs: Any) -> Any:
     """Build a registered model by name.
 
     Args:
         name: ``arch`` (its default weights) or ``arch.tag``, as listed by :func:`list_models`.
+        lazy: return a stand-in that builds the model on the first protocol call (the harness uses
+            it so that a fully cached evaluation never loads weights). It needs the factory's return
+            annotation to know which protocols to offer; without one the model is built at once.
         **kwargs: passed to the family's factory (e.g. ``device``).
 
     Returns:
@@ -167,7 +210,12 @@ def create_model(name: str, **kwargs: Any) -> Any:
         (1, 64)
     """
     entry, card = _lookup(name)
-    return entry.factory(card=card, **kwargs)
+    cls = _model_class(entry) if lazy else None
+    if cls is None:
+        return entry.factory(card=card, **kwargs)
+    methods = {m: _forward(m) for m in _PROTOCOL_METHODS if callable(getattr(cls, m, None))}
+    proxy = type(f"Lazy{cls.__name__}", (_LazyModel,), methods)
+    return proxy(card, lambda: entry.factory(card=card, **kwargs))
 
 
 def list_models(pattern: str = "*") -> list[str]:

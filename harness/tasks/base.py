@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from harness.cache import EmbeddingCache
 from harness.spec import TaskSpec
 from zoo.protocols import Encoder, Kind
 
@@ -52,14 +53,20 @@ class EvalContext:
     task_id: str
     batch_size: int = 32
     progress: bool = True
+    cache: EmbeddingCache | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     def add_time(self, key: str, seconds: float) -> None:
         """Accumulate ``seconds`` under ``key``."""
         self.timings[key] = self.timings.get(key, 0.0) + seconds
 
+    def count(self, key: str, n: int) -> None:
+        """Accumulate a count (texts encoded, texts served from the cache) under ``key``."""
+        self.timings[key] = self.timings.get(key, 0) + n
+
 
 TASK_TYPES: dict[str, type[Task]] = {}
+CACHE_FLUSH = 8192  # texts encoded between two appends to the embedding cache
 
 
 def task_type(cls: type[Task]) -> type[Task]:
@@ -109,13 +116,16 @@ class Task:
         """A checksum of the task's data, as its source computes it."""
         return self.source.checksum(self.spec)
 
-    def evaluate(self, model: Any, *, batch_size: int = 32, progress: bool = True) -> TaskOutput:
+    def evaluate(
+        self, model: Any, *, batch_size: int = 32, progress: bool = True, cache: EmbeddingCache | None = None
+    ) -> TaskOutput:
         """Evaluate ``model`` on every split of the task.
 
         Args:
             model: an object implementing one of ``self.requires``.
             batch_size: encoder batch size.
             progress: show progress bars.
+            cache: the embedding cache of this model, if any.
 
         Returns:
             A :class:`TaskOutput`; each split's scores include ``main_score``.
@@ -126,7 +136,7 @@ class Task:
         if not self.supports(model):
             need = " or ".join(p.__name__ for p in self.requires)
             raise TypeError(f"model {_model_name(model)} cannot run {self.type} task {self.spec.id}: needs {need}")
-        ctx = EvalContext(self.spec.id, batch_size=batch_size, progress=progress)
+        ctx = EvalContext(self.spec.id, batch_size=batch_size, progress=progress, cache=cache)
         out = TaskOutput({}, {}, {}, {}, {}, ctx.timings)
         for split in self.spec.splits:
             t0 = time.perf_counter()
@@ -152,7 +162,10 @@ class Task:
 
 
 def encode_texts(model: Encoder, texts: Sequence[str], kind: Kind, ctx: EvalContext) -> np.ndarray:
-    """Embed ``texts`` once each, longest first (uniform batches), with a progress bar.
+    """Embed ``texts`` once each, from the cache where possible, longest first, with a progress bar.
+
+    Texts the cache misses are encoded in length-sorted blocks (uniform batches) and appended to the
+    cache every ``CACHE_FLUSH`` texts, so an interrupted run keeps what it encoded.
 
     Returns:
         ``(len(texts), dim)`` float32 rows in the order of ``texts``; rows are L2-normalised when the
@@ -162,18 +175,30 @@ def encode_texts(model: Encoder, texts: Sequence[str], kind: Kind, ctx: EvalCont
 
     t0 = time.perf_counter()
     unique = list(dict.fromkeys(texts))
-    order = sorted(range(len(unique)), key=lambda i: -len(unique[i]))
+    missing, emb = ctx.cache.get(unique, kind) if ctx.cache is not None else (list(range(len(unique))), None)
+    ctx.count("texts_cached", len(unique) - len(missing))
+    ctx.count("texts_encoded", len(missing))
+    order = sorted(missing, key=lambda i: -len(unique[i]))
     block = max(ctx.batch_size * 16, 512)
-    chunks: list[np.ndarray] = []
+    to_cache: list[tuple[list[int], np.ndarray]] = []
     with tqdm(
-        total=len(unique), desc=f"{ctx.task_id} {kind}", unit="text", disable=not ctx.progress, leave=False
+        total=len(order), desc=f"{ctx.task_id} {kind}", unit="text", disable=not ctx.progress, leave=False
     ) as bar:
         for start in range(0, len(order), block):
-            batch = [unique[i] for i in order[start : start + block]]
-            chunks.append(np.asarray(model.encode(batch, kind=kind, batch_size=ctx.batch_size), dtype=np.float32))
-            bar.update(len(batch))
-    emb = np.empty((len(unique), chunks[0].shape[1]), dtype=np.float32)
-    emb[order] = np.concatenate(chunks)
+            idx = order[start : start + block]
+            vectors = np.asarray(model.encode([unique[i] for i in idx], kind=kind, batch_size=ctx.batch_size))
+            if emb is None:
+                emb = np.zeros((len(unique), vectors.shape[1]), dtype=np.float32)
+            emb[idx] = vectors
+            to_cache.append((idx, vectors))
+            last = start + block >= len(order)
+            if ctx.cache is not None and (last or sum(len(i) for i, _ in to_cache) >= CACHE_FLUSH):
+                rows = [row for rows_, _ in to_cache for row in rows_]
+                ctx.cache.put([unique[r] for r in rows], kind, np.concatenate([v for _, v in to_cache]))
+                to_cache = []
+            bar.update(len(idx))
+    if emb is None:  # no texts at all
+        emb = np.zeros((0, model.card.embed_dim or 0), dtype=np.float32)
     if getattr(model.card, "similarity", None) == "cosine":
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         emb /= np.where(norms == 0, 1, norms)
