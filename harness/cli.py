@@ -3,6 +3,9 @@
     zoobench ls models [PATTERN] | ls tasks [--data-dir D] | ls suites
     zoobench run --model M (--suite S | --tasks T[,T..]) [--results DIR] [--overwrite]
     zoobench results [--results DIR] [--model PATTERN] [--task PATTERN]
+    zoobench compare A B [C ..] (--suite S | --tasks T[,T..]) [--results DIR] [--metric M]
+                     [--stat-test student|fisher|tukey] [--alpha 0.05] [--latex FILE] [--json FILE]
+    zoobench export --format mteb --results DIR --out DIR [--model PATTERN]
 
 Errors in the input (unknown names, bad data files) print one line and exit with code 2.
 """
@@ -59,6 +62,28 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--results", default="results", help="results folder (default: results)")
     res.add_argument("--model", default="*", help="fnmatch pattern on model names")
     res.add_argument("--task", default="*", help="fnmatch pattern on task ids")
+
+    exp = sub.add_parser("export", help="write the records of a results folder in another tool's format")
+    exp.add_argument("--format", required=True, choices=("mteb",), help="mteb: mteb's results-folder layout")
+    exp.add_argument("--results", default="results", help="results folder (default: results)")
+    exp.add_argument("--out", required=True, help="output folder, e.g. ~/.cache/mteb/results for mteb")
+    exp.add_argument("--model", default="*", help="fnmatch pattern on model names")
+
+    cmp = sub.add_parser("compare", help="significance tests between models' stored results")
+    cmp.add_argument("models", nargs="+", metavar="MODEL", help="two or more models: NAME or NAME@REVISION")
+    which = cmp.add_mutually_exclusive_group(required=True)
+    which.add_argument("--suite", "-s", help="suite name (see `zoobench ls suites`)")
+    which.add_argument("--tasks", "-t", help="comma-separated task ids, e.g. local/scifact,local/stsb")
+    cmp.add_argument("--results", default="results", help="results folder (default: results)")
+    cmp.add_argument("--metric", help="metric to test (default: each task's main score)")
+    cmp.add_argument(
+        "--stat-test", default="student", choices=("student", "fisher", "tukey"), help="test for ranked lists"
+    )
+    cmp.add_argument("--correction", default="holm", choices=("holm", "bonferroni", "none"), help="across tasks")
+    cmp.add_argument("--alpha", type=float, default=0.05, help="significance level (default: 0.05)")
+    cmp.add_argument("--latex", metavar="FILE", help="also write the table as LaTeX to FILE")
+    cmp.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    _common(cmp)
     return parser
 
 
@@ -107,7 +132,7 @@ def _ls(args: argparse.Namespace) -> None:
         ]
         _print_table("tasks", ["id", "type", "splits", "languages"], rows)
     else:
-        from harness.suites import get_suite, list_suites
+        from harness.suites import PREFIXES, get_suite, list_suites
 
         rows = []
         for name in list_suites():
@@ -115,6 +140,7 @@ def _ls(args: argparse.Namespace) -> None:
                 rows.append([name, ", ".join(get_suite(name, args.data_dir))])
             except ZooError as e:  # a rule-based suite needs the data dir
                 rows.append([name, f"({e})"])
+        rows += [[f"{prefix}:<name>", f"e.g. {example}"] for prefix, (_, example) in PREFIXES.items()]
         _print_table("suites", ["suite", "tasks"], rows)
 
 
@@ -167,7 +193,41 @@ def _results(args: argparse.Namespace) -> None:
     _print_table(f"main scores x100 ({args.results})", ["model", *(t.split("/", 1)[1] for t in tasks)], rows)
 
 
-_VERBS = {"ls": _ls, "run": _run, "results": _results}
+def _export(args: argparse.Namespace) -> None:
+    from harness.export import export
+
+    written = export(args.format, args.results, args.out, model=args.model)
+    models = {p.parent.parent.name for p in written}
+    print(f"wrote {len(written)} {args.format} results of {len(models)} model(s) to {args.out}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    import json
+
+    from harness.results import atomic_write
+    from harness.significance import compare
+    from harness.suites import get_suite
+
+    tasks = (
+        get_suite(args.suite, args.data_dir) if args.suite else [t.strip() for t in args.tasks.split(",") if t.strip()]
+    )
+    report = compare(
+        args.models,
+        tasks,
+        results_dir=args.results,
+        metric=args.metric,
+        stat_test=args.stat_test,
+        alpha=args.alpha,
+        correction=args.correction,
+    )
+    print(report.to_table(), end="")
+    if args.latex:
+        atomic_write(args.latex, report.to_latex().encode())
+    if args.json:
+        atomic_write(args.json, json.dumps(report.to_dict(), indent=2, ensure_ascii=False).encode() + b"\n")
+
+
+_VERBS = {"ls": _ls, "run": _run, "results": _results, "export": _export, "compare": _compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,11 +8,12 @@ metric declares whether higher is better; :func:`evaluate_run` always returns ``
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["HIGHER_IS_BETTER", "higher_is_better", "evaluate_run", "per_query"]
+__all__ = ["HIGHER_IS_BETTER", "higher_is_better", "evaluate_run", "per_query", "to_ranx"]
 
 HIGHER_IS_BETTER: dict[str, bool] = {
     # ranx retrieval metrics (the part before "@")
@@ -36,6 +37,12 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "cosine_ap": True,
     "cosine_accuracy": True,
     "cosine_f1": True,
+    # main scores of mteb tasks (harness/datasets/mteb.py): best over similarity functions, AMI, MIND
+    "max_ap": True,
+    "max_accuracy": True,
+    "max_f1": True,
+    "ami": True,
+    "max_over_subqueries_map": True,
 }
 
 
@@ -45,7 +52,7 @@ def higher_is_better(metric: str) -> bool:
     Raises:
         KeyError: for an undeclared metric.
     """
-    return HIGHER_IS_BETTER[metric.split("@", 1)[0]]
+    return HIGHER_IS_BETTER[re.sub(r"-l\d+$", "", metric).split("@", 1)[0]]  # ranx: "map@1000-l2", "map-l2"
 
 
 def _ranx():
@@ -62,6 +69,16 @@ def _trec_order(item: tuple[str, float]) -> tuple[float, _Desc]:
     return -item[1], _Desc(item[0])
 
 
+def trec_sorted(docs: Mapping[str, float], depth: int | None = None) -> list[tuple[str, float]]:
+    """``(doc_id, score)`` best first, ties by doc id descending (trec_eval's order), cut at ``depth``."""
+    return sorted(docs.items(), key=_trec_order)[:depth]
+
+
+def _trec_ranks(docs: Mapping[str, float]) -> dict[str, float]:
+    ranked = trec_sorted(docs)
+    return {d: float(len(ranked) - i) for i, (d, _) in enumerate(ranked)}
+
+
 class _Desc(str):
     """A string that sorts in reverse order."""
 
@@ -72,10 +89,18 @@ class _Desc(str):
 def _qrels_run(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]]):
     ranx = _ranx()
     # Queries the system returned nothing for still count (as zeros); ranx needs a non-empty dict.
-    # ranx ranks tied scores in insertion order: insert in trec_eval's order (score, then doc id,
-    # both descending) so that ties rank as pytrec_eval / trec_eval rank them.
-    run = {q: dict(sorted((run.get(q) or {}).items(), key=_trec_order)) or {"\0none": -np.inf} for q in qrels}
+    # ranx sorts a ranking with numba's np.argsort (quicksort: unstable past 16 items), so tied scores
+    # would rank arbitrarily. The metrics depend only on the order: hand ranx distinct scores n, n-1, ...
+    # in trec_eval's order (score, then doc id, both descending), so ties rank as trec_eval ranks them.
+    run = {q: _trec_ranks(run.get(q) or {}) or {"\0none": -np.inf} for q in qrels}
     return ranx.Qrels({q: dict(d) for q, d in qrels.items()}), ranx.Run(run)
+
+
+def to_ranx(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]], name: str | None = None):
+    """ranx ``(Qrels, Run)`` built exactly as :func:`evaluate_run` builds them (trec_eval tie order), the run named."""
+    q, r = _qrels_run(qrels, run)
+    r.name = name  # a fresh object of ours; ranx.compare labels runs by name
+    return q, r
 
 
 def evaluate_run(

@@ -6,6 +6,8 @@ Layout (the path encodes everything that changes the number)::
     <results>/<model>/<revision>/runs/<source>/<task>.<split>.trec.gz  ranked lists (retrieval, reranking)
     <results>/<model>/<revision>/runs/<source>/<task>.<split>.qrels.gz  the judgements they were scored on
     <results>/<model>/<revision>/runs/<source>/<task>.<split>.items.json.gz  per-item predictions
+    <results>/_comparisons/<model>+<model>__<hash>.json                 significance reports (harness.significance),
+                                                                        never read as records by load_results
 
 Keys of a record (schema_version 1):
 
@@ -49,9 +51,11 @@ __all__ = [
     "write_qrels",
     "read_qrels",
     "load_results",
+    "COMPARISONS_DIR",
 ]
 
 SCHEMA_VERSION = 1
+COMPARISONS_DIR = "_comparisons"  # top-level folder of a results dir holding significance reports, not records
 
 
 @dataclass
@@ -78,8 +82,8 @@ class TaskResult:
     schema_version: int = SCHEMA_VERSION
 
     def get_score(self, split: str | None = None, metric: str = "main_score") -> float:
-        """A score of one split (default: the first split), ``main_score`` unless told otherwise."""
-        return self.scores[split or next(iter(self.scores))][metric]
+        """A score of one split (default ``test`` if evaluated, else the first); ``main_score`` by default."""
+        return self.scores[split or ("test" if "test" in self.scores else next(iter(self.scores)))][metric]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -224,6 +228,8 @@ def load_results(results_dir: str | os.PathLike[str]) -> tuple[list[TaskResult],
     records, warnings = [], []
     root = Path(results_dir)
     for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
+        if path.relative_to(root).parts[0] == COMPARISONS_DIR:
+            continue
         try:
             records.append(TaskResult.load(path))
         except ZooError as e:

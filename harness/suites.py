@@ -3,6 +3,10 @@
 - ``local-quick``: small, mixed-type, CI-sized (a few minutes for a MiniLM-class model on 2 cores).
 - ``local-en`` / ``local-zh``: every supported local task in that language.
 - ``local-all``: every supported local task.
+- ``trec-dl``: TREC DL 2019 and 2020 passage re-ranking (ir_datasets); ``beir-small``: five small BEIR sets.
+
+Suites of another tool are named ``<prefix>:<its name>``: ``mteb:MTEB(eng, v2)`` is the tasks of that
+MTEB benchmark as ``mteb/<TaskName>`` ids (``PREFIXES`` maps a prefix to its resolver).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Callable
 from harness.tasks import list_tasks
 from zoo.errors import ZooError
 
-__all__ = ["SUITES", "get_suite", "list_suites"]
+__all__ = ["SUITES", "PREFIXES", "get_suite", "list_suites"]
 
 LOCAL_QUICK = (
     "local/stsb",
@@ -30,7 +34,7 @@ LOCAL_QUICK = (
 def _by_language(lang: str | None) -> Callable[[str | os.PathLike[str] | None], tuple[str, ...]]:
     def rule(data_dir: str | os.PathLike[str] | None) -> tuple[str, ...]:
         specs = list_tasks(data_dir, supported_only=True)
-        return tuple(s.id for s in specs if lang is None or lang in s.languages)
+        return tuple(s.id for s in specs if s.source == "local" and (lang is None or lang in s.languages))
 
     return rule
 
@@ -40,6 +44,22 @@ SUITES: dict[str, tuple[str, ...] | Callable[[str | os.PathLike[str] | None], tu
     "local-en": _by_language("en"),
     "local-zh": _by_language("zh"),
     "local-all": _by_language(None),
+    # Public suites; they need the network the first time (ir_datasets / beir downloads), except
+    # beir/scifact, which the shared data dir holds.
+    "trec-dl": ("trec-dl/2019", "trec-dl/2020"),
+    "beir-small": ("beir/scifact", "beir/nfcorpus", "beir/arguana", "beir/scidocs", "beir/fiqa"),
+}
+
+
+def _mteb_benchmark(name: str) -> tuple[str, ...]:
+    from harness.datasets.mteb import benchmark
+
+    return benchmark(name)
+
+
+# prefix -> (resolver of the name after "<prefix>:", an example shown by `zoobench ls suites`)
+PREFIXES: dict[str, tuple[Callable[[str], tuple[str, ...]], str]] = {
+    "mteb": (_mteb_benchmark, "mteb:MTEB(eng, v2)"),
 }
 
 
@@ -54,6 +74,9 @@ def get_suite(name: str, data_dir: str | os.PathLike[str] | None = None) -> tupl
     Raises:
         ZooError: for an unknown suite name.
     """
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in PREFIXES:
+        return PREFIXES[prefix][0](rest)
     try:
         suite = SUITES[name]
     except KeyError:

@@ -2,7 +2,8 @@
 
 A folder ``<data dir>/<name>`` becomes task ``local/<name>``. Its type comes from an optional
 ``task.toml`` in the folder (keys: ``type``, ``main_score``, ``splits``, ``train_split``,
-``languages``, ``description``) or else from these rules, first match wins:
+``languages``, ``description``, and an ``[options]`` table over the type's default options) or else
+from these rules, first match wins:
 
 ================================================  =====================
 files / first record                              type
@@ -37,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.datasets.trec_dl import local_options as trec_options
+from harness.datasets.trec_dl import read_trec_folder
 from harness.spec import TaskSpec
 from zoo.errors import ZooError
 
@@ -269,6 +272,13 @@ _READERS = {
     "classification": read_labelled,
     "clustering": read_labelled,
     "reranking": read_reranking,
+    "trec": read_trec_folder,  # through ir_datasets, as the trec-dl source
+}
+
+# Default spec options per type (a task.toml [options] table overrides them); recorded with results.
+_OPTIONS = {
+    "retrieval": lambda folder: {"ignore_identical_ids": False},  # MTEB keeps a hit whose id is the query's
+    "trec": trec_options,
 }
 
 
@@ -398,6 +408,7 @@ def _to_spec(name: str, folder: Path, info: dict[str, Any]) -> TaskSpec:
         train_split=info.get("train_split"),
         description=info.get("description", ""),
         revision=info.get("revision"),
+        options={**_OPTIONS.get(info["type"], lambda folder: {})(folder), **info.get("options", {})},
     )
 
 

@@ -1,16 +1,20 @@
-"""Retrieval: rank a corpus for every query; nDCG@10 over the top 1000, as MTEB does."""
+"""Retrieval: rank a corpus for every query; nDCG@10 over the top 1000, as MTEB does.
+
+With ``spec.options["ignore_identical_ids"]`` (the ``beir`` source's default) a hit whose document id
+equals the query id is dropped before the metrics, as BEIR does.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from harness.datasets.local import RetrievalData
-from harness.metrics import evaluate_run
+from harness.metrics import evaluate_run, trec_sorted
 from harness.search import StreamingTopK
 from harness.tasks.base import EvalContext, SplitOutput, Task, encode_texts, task_type
 from zoo.protocols import Encoder, Retriever
 
-__all__ = ["Retrieval", "dense_run", "top_of_run"]
+__all__ = ["Retrieval", "dense_run", "top_of_run", "without_identical_ids"]
 
 TOP_K = 1000  # depth of the ranked lists the metrics see (recall@1000)
 RUN_DEPTH = 100  # depth of the run file kept beside the result
@@ -36,9 +40,14 @@ def dense_run(
     }
 
 
+def without_identical_ids(run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``run`` without the hits whose document id equals the query id (BEIR's ``ignore_identical_ids``)."""
+    return {q: {d: s for d, s in docs.items() if d != q} for q, docs in run.items()}
+
+
 def top_of_run(run: dict[str, dict[str, float]], depth: int = RUN_DEPTH) -> dict[str, dict[str, float]]:
     """The best ``depth`` documents of every query."""
-    return {q: dict(sorted(docs.items(), key=lambda kv: -kv[1])[:depth]) for q, docs in run.items()}
+    return {q: dict(trec_sorted(docs, depth)) for q, docs in run.items()}
 
 
 @task_type
@@ -51,9 +60,13 @@ class Retrieval(Task):
     metrics = ("ndcg@10", "ndcg@100", "map@100", "mrr@10", "recall@10", "recall@100", "recall@1000", "precision@10")
 
     def _evaluate_split(self, model: Any, data: RetrievalData, ctx: EvalContext) -> SplitOutput:
+        # BEIR drops hits whose id is the query's, searching one deeper so that TOP_K remain.
+        ignore = bool(self.spec.options.get("ignore_identical_ids", False))
         if isinstance(model, Retriever):
-            run = model.retrieve(data.queries, data.corpus, top_k=TOP_K)
+            run = model.retrieve(data.queries, data.corpus, top_k=TOP_K + ignore)
         else:
-            run = dense_run(model, data.queries, data.corpus, ctx)
+            run = dense_run(model, data.queries, data.corpus, ctx, top_k=TOP_K + ignore)
+        if ignore:
+            run = top_of_run(without_identical_ids(run), TOP_K)
         scores = evaluate_run(data.qrels, run, self.metrics)
         return SplitOutput(scores, n_items=len(data.queries), run=top_of_run(run), qrels=data.qrels)

@@ -116,8 +116,8 @@ def test_discover_lists_task_folders_only(tmp_path: Path) -> None:
         "local/dev_only_sts": "sts",
     }
     assert found["local/sts"][0] == tmp_path / "sts"
-    ids = [s.id for s in list_tasks(tmp_path, supported_only=True)]
-    assert ids == sorted(ids) and "local/trec" not in ids and "local/conll" not in ids and len(ids) == 7
+    ids = [s.id for s in list_tasks(tmp_path, supported_only=True) if s.source == "local"]
+    assert ids == sorted(ids) and "local/trec" in ids and "local/conll" not in ids and len(ids) == 8
 
 
 def test_retrieval_split_comes_from_qrels(tmp_path: Path) -> None:
@@ -257,8 +257,8 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
         local.load_split(tmp_path, "sts", "test")
     with pytest.raises(ZooError, match="data folder not found"):
         local.load_split(tmp_path / "nope", "sts", "test")
-    with pytest.raises(ZooError, match="no local reader for task type 'trec'"):
-        local.load_split(tmp_path, "trec", "test")
+    with pytest.raises(ZooError, match="no local reader for task type 'nosuchtype'"):
+        local.load_split(tmp_path, "nosuchtype", "test")
 
 
 def test_read_labelled_and_reranking(tmp_path: Path) -> None:
@@ -347,12 +347,12 @@ SHARED_TYPES = {
 
 @pytest.mark.data
 def test_shared_data_task_types(shared_data: Path) -> None:
-    specs = {s.id: s for s in list_tasks(shared_data)}
+    specs = {s.id: s for s in list_tasks(shared_data) if s.source == "local"}
     assert {i: s.type for i, s in specs.items()} == SHARED_TYPES  # training-only folders are not tasks
     assert specs["local/stsb"].splits == ("test",) and specs["local/stsb"].languages == ("en",)
     assert specs["local/afqmc"].languages == ("zh",)
     assert specs["local/banking77"].train_split == "train"
-    supported = {s.id for s in list_tasks(shared_data, supported_only=True)}
+    supported = {s.id for s in list_tasks(shared_data, supported_only=True) if s.source == "local"}
     assert supported == {i for i, t in SHARED_TYPES.items() if t in TASK_TYPES}
 
 
