@@ -144,13 +144,18 @@ def _ls(args: argparse.Namespace) -> None:
         _print_table("suites", ["suite", "tasks"], rows)
 
 
-def _run(args: argparse.Namespace) -> None:
-    from harness.runner import evaluate
+def _task_ids(args: argparse.Namespace) -> list[str]:
     from harness.suites import get_suite
 
-    tasks = (
-        get_suite(args.suite, args.data_dir) if args.suite else [t.strip() for t in args.tasks.split(",") if t.strip()]
-    )
+    if args.suite:
+        return list(get_suite(args.suite, args.data_dir))
+    return [t.strip() for t in args.tasks.split(",") if t.strip()]
+
+
+def _run(args: argparse.Namespace) -> None:
+    from harness.runner import evaluate
+
+    tasks = _task_ids(args)
     records = evaluate(
         args.model,
         tasks,
@@ -187,10 +192,13 @@ def _results(args: argparse.Namespace) -> None:
     for r in records:
         table.setdefault(r.model, {})[r.task_id] = r.get_score()
     rows = []
-    for model in sorted(table, key=lambda m: -sum(table[m].values()) / len(table[m])):
+    # Means over different task sets are not comparable: more tasks first, then the mean.
+    for model in sorted(table, key=lambda m: (-len(table[m]), -sum(table[m].values()) / len(table[m]))):
         cells = [f"{100 * table[model][t]:.2f}" if t in table[model] else "-" for t in tasks]
-        rows.append([model, *cells])
-    _print_table(f"main scores x100 ({args.results})", ["model", *(t.split("/", 1)[1] for t in tasks)], rows)
+        mean = 100 * sum(table[model].values()) / len(table[model])
+        rows.append([model, str(len(table[model])), f"{mean:.2f}", *cells])
+    columns = ["model", "tasks", "mean", *(t.split("/", 1)[1] for t in tasks)]
+    _print_table(f"main scores x100 ({args.results})", columns, rows)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -206,11 +214,8 @@ def _compare(args: argparse.Namespace) -> None:
 
     from harness.results import atomic_write
     from harness.significance import compare
-    from harness.suites import get_suite
 
-    tasks = (
-        get_suite(args.suite, args.data_dir) if args.suite else [t.strip() for t in args.tasks.split(",") if t.strip()]
-    )
+    tasks = _task_ids(args)
     report = compare(
         args.models,
         tasks,

@@ -32,10 +32,12 @@ import gzip
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.metrics import trec_sorted
 from zoo.errors import ZooError
 
 __all__ = [
@@ -186,17 +188,23 @@ def write_qrels(path: Path, qrels: dict[str, dict[str, int]]) -> None:
     atomic_write(path, gzip.compress("".join(line + "\n" for line in lines).encode(), mtime=0))
 
 
-def read_qrels(path: str | os.PathLike[str]) -> dict[str, dict[str, int]]:
-    """Read (gzipped) TREC qrels back into ``{qid: {docid: relevance}}``."""
-    qrels: dict[str, dict[str, int]] = {}
+def _gz_fields(path: str | os.PathLike[str], names: str) -> Iterator[list[str]]:
+    """The whitespace-separated fields of each non-blank line of a gzipped TREC file."""
+    n = len(names.split())
     with gzip.open(path, "rt", encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 4:
-                raise ZooError(f"{path}:{lineno}: expected 4 fields (qid 0 docid rel), got {len(parts)}")
-            qrels.setdefault(parts[0], {})[parts[2]] = int(parts[3])
+            if parts and len(parts) != n:
+                raise ZooError(f"{path}:{lineno}: expected {n} fields ({names}), got {len(parts)}")
+            if parts:
+                yield parts
+
+
+def read_qrels(path: str | os.PathLike[str]) -> dict[str, dict[str, int]]:
+    """Read (gzipped) TREC qrels back into ``{qid: {docid: relevance}}``."""
+    qrels: dict[str, dict[str, int]] = {}
+    for qid, _, did, rel in _gz_fields(path, "qid 0 docid rel"):
+        qrels.setdefault(qid, {})[did] = int(rel)
     return qrels
 
 
@@ -204,7 +212,7 @@ def write_run(path: Path, run: dict[str, dict[str, float]], tag: str) -> None:
     """Write a TREC run file (``qid Q0 docid rank score tag``), gzip-compressed, atomically."""
     lines = []
     for qid, docs in run.items():
-        ranked = sorted(docs.items(), key=lambda kv: -kv[1])
+        ranked = trec_sorted(docs)
         lines.extend(f"{qid} Q0 {did} {rank} {score:.6f} {tag}" for rank, (did, score) in enumerate(ranked, 1))
     atomic_write(path, gzip.compress("".join(line + "\n" for line in lines).encode(), mtime=0))
 
@@ -212,14 +220,8 @@ def write_run(path: Path, run: dict[str, dict[str, float]], tag: str) -> None:
 def read_run(path: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
     """Read a (gzipped) TREC run file back into ``{qid: {docid: score}}``."""
     run: dict[str, dict[str, float]] = {}
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise ZooError(f"{path}:{lineno}: expected 6 fields (qid Q0 docid rank score tag), got {len(parts)}")
-            run.setdefault(parts[0], {})[parts[2]] = float(parts[4])
+    for qid, _, did, _, score, _ in _gz_fields(path, "qid Q0 docid rank score tag"):
+        run.setdefault(qid, {})[did] = float(score)
     return run
 
 

@@ -122,9 +122,9 @@ def test_results_ranks_models_and_warns_on_bad_files(
     cells = [[c.strip() for c in ln.strip("│┃ ").replace("┃", "│").split("│")] for ln in [header, *rows]]
     sts = TaskResult.load(result_path(results_dir, "test-random", "seed-0", "local/sts")).get_score()
     assert cells == [
-        ["model", "retrieval", "sts"],
-        ["bm25", "100.00", "-"],  # sorted by mean main score: bm25's is 1.0
-        ["test-random", "100.00", f"{100 * sts:.2f}"],
+        ["model", "tasks", "mean", "retrieval", "sts"],
+        ["test-random", "2", f"{100 * (1 + sts) / 2:.2f}", "100.00", f"{100 * sts:.2f}"],  # more tasks first
+        ["bm25", "1", "100.00", "100.00", "-"],
     ]
     err = captured.err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"zoobench: warning: skipped {bad}: unreadable result record")
