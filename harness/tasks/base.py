@@ -187,6 +187,10 @@ def encode_texts(model: Encoder, texts: Sequence[str], kind: Kind, ctx: EvalCont
         for start in range(0, len(order), block):
             idx = order[start : start + block]
             vectors = np.asarray(model.encode([unique[i] for i in idx], kind=kind, batch_size=ctx.batch_size))
+            bad = ~np.isfinite(vectors).all(axis=1)
+            if bad.any():  # a NaN row would outrank everything in top-k search: score it as a zero vector
+                ctx.count("texts_nonfinite", int(bad.sum()))
+                vectors = np.where(bad[:, None], 0.0, vectors).astype(np.float32)
             if emb is None:
                 emb = np.zeros((len(unique), vectors.shape[1]), dtype=np.float32)
             emb[idx] = vectors

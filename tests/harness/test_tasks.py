@@ -414,3 +414,24 @@ def test_metrics_helper_consistency() -> None:
         [m for m in TASK_TYPES["retrieval"].metrics if not m.startswith("precision")], 1.0
     )
     assert s["precision@10"] == pytest.approx(0.1)
+
+
+def test_non_finite_embeddings_become_zero_vectors(tiny_data, results_dir) -> None:
+    """A model that returns NaN for some text must not push that document to the top of every ranking."""
+    import numpy as np
+
+    from harness.runner import evaluate
+    from zoo.families.baselines import HashingEncoder
+    from zoo.registry import get_card
+
+    class NaNForDocs(HashingEncoder):
+        def encode(self, texts, *, kind="document", batch_size=32):
+            out = super().encode(texts, kind=kind, batch_size=batch_size)
+            if kind == "document":
+                out[0] = np.nan
+            return out
+
+    model = NaNForDocs(get_card("test-random"))
+    (nan_record,) = evaluate(model, ["local/retrieval"], results_dir=results_dir, data_dir=tiny_data, progress=False)
+    assert nan_record.runtime["texts_nonfinite"] == 1
+    assert 0.0 <= nan_record.get_score() <= 1.0

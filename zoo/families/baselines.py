@@ -213,8 +213,11 @@ class WordLlamaEncoder:
 
     def encode(self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int = 32) -> np.ndarray:
         """See ``zoo.protocols.Encoder``; static embeddings are symmetric, ``kind`` is unused."""
-        out = self._wl.embed(list(texts), norm=True, batch_size=max(batch_size, 64))
-        return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
+        # norm=True divides by zero for a text with no tokens (an empty document): normalise here.
+        out = np.asarray(self._wl.embed(list(texts), norm=False, batch_size=max(batch_size, 64)), dtype=np.float32)
+        out = out.reshape(len(texts), -1)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1, norms)
 
 
 class HashingEncoder:
