@@ -27,7 +27,7 @@ from harness.results import atomic_write
 
 __all__ = ["ENCODE_VERSION", "EmbeddingCache", "fingerprint", "default_cache_dir"]
 
-ENCODE_VERSION = 1
+ENCODE_VERSION = 2  # 2: non-finite rows become zero vectors
 _KEY_BYTES = 16
 
 
