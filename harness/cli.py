@@ -6,6 +6,9 @@
     zoobench compare A B [C ..] (--suite S | --tasks T[,T..]) [--results DIR] [--metric M]
                      [--stat-test student|fisher|tukey] [--alpha 0.05] [--latex FILE] [--json FILE]
     zoobench export --format mteb --results DIR --out DIR [--model PATTERN]
+    zoobench export --format sentence-transformers --model TRAINED_MODEL --out DIR
+    zoobench train --recipe R [--set KEY=VALUE ..] [--out DIR] [--no-resume]
+    zoobench leaderboard [--results DIR] [--port P]
 
 Errors in the input (unknown names, bad data files) print one line and exit with code 2.
 """
@@ -64,10 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--task", default="*", help="fnmatch pattern on task ids")
 
     exp = sub.add_parser("export", help="write the records of a results folder in another tool's format")
-    exp.add_argument("--format", required=True, choices=("mteb",), help="mteb: mteb's results-folder layout")
+    exp.add_argument(
+        "--format",
+        required=True,
+        choices=("mteb", "sentence-transformers"),
+        help="mteb: a results folder in mteb's layout; sentence-transformers: a trained model as an ST folder",
+    )
     exp.add_argument("--results", default="results", help="results folder (default: results)")
     exp.add_argument("--out", required=True, help="output folder, e.g. ~/.cache/mteb/results for mteb")
-    exp.add_argument("--model", default="*", help="fnmatch pattern on model names")
+    exp.add_argument("--model", default="*", help="fnmatch pattern on model names (the model, for a model format)")
+
+    from zoo.train import add_arguments  # light: no torch until a model trains
+
+    add_arguments(sub.add_parser("train", help="train a model from a recipe (zoo/recipes) and register it"))
 
     cmp = sub.add_parser("compare", help="significance tests between models' stored results")
     cmp.add_argument("models", nargs="+", metavar="MODEL", help="two or more models: NAME or NAME@REVISION")
@@ -84,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--latex", metavar="FILE", help="also write the table as LaTeX to FILE")
     cmp.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     _common(cmp)
+
+    lb = sub.add_parser("leaderboard", help="open the Streamlit leaderboard over a results folder")
+    lb.add_argument("--results", default="results", help="results folder (default: results)")
+    lb.add_argument("--port", type=int, default=8501, help="port on 127.0.0.1 (default: 8501)")
     return parser
 
 
@@ -203,7 +219,12 @@ def _results(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     from harness.export import export
+    from zoo.trained import export_sentence_transformers
 
+    model_formats = {"sentence-transformers": export_sentence_transformers}  # these write a model, not results
+    if args.format in model_formats:
+        print(f"wrote {args.format} model {args.model} to {model_formats[args.format](args.model, args.out)}")
+        return
     written = export(args.format, args.results, args.out, model=args.model)
     models = {p.parent.parent.name for p in written}
     print(f"wrote {len(written)} {args.format} results of {len(models)} model(s) to {args.out}")
@@ -232,7 +253,46 @@ def _compare(args: argparse.Namespace) -> None:
         atomic_write(args.json, json.dumps(report.to_dict(), indent=2, ensure_ascii=False).encode() + b"\n")
 
 
-_VERBS = {"ls": _ls, "run": _run, "results": _results, "export": _export, "compare": _compare}
+def _train(args: argparse.Namespace) -> None:
+    import json
+
+    from zoo.train import train
+
+    folder = train(
+        args.recipe,
+        args.overrides,
+        out=args.out,
+        data_dir=args.data_dir,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+    )
+    name = json.loads((folder / "train.json").read_text(encoding="utf-8"))["name"]
+    print(f"trained {name} in {folder}; evaluate it with: zoobench run --model {name} --tasks ...")
+
+
+def _leaderboard(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    import leaderboard
+
+    if not Path(args.results).is_dir():
+        raise ZooError(f"no results folder {args.results!r} (zoobench run --model M --suite S --results DIR)")
+    app = Path(leaderboard.__file__).with_name("app.py")
+    server = ["--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(args.port)]
+    argv = [sys.executable, "-m", "streamlit", "run", str(app), *server, "--browser.gatherUsageStats", "false"]
+    print(f"zoobench leaderboard: http://127.0.0.1:{args.port}/ ({args.results}; Ctrl-C stops it)", flush=True)
+    os.execv(sys.executable, [*argv, "--", "--results", os.path.abspath(args.results)])  # streamlit owns Ctrl-C
+
+
+_VERBS = {
+    "ls": _ls,
+    "run": _run,
+    "results": _results,
+    "export": _export,
+    "compare": _compare,
+    "train": _train,
+    "leaderboard": _leaderboard,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,8 +23,10 @@ from zoo.errors import ZooError
 
 __all__ = ["ModelCard", "register_model", "create_model", "get_card", "list_models", "load_plugins", "FAMILIES"]
 
-FAMILIES: tuple[str, ...] = ("zoo.families.baselines",)
+FAMILIES: tuple[str, ...] = ("zoo.families.baselines", "zoo.families.gte")
 ENTRY_POINT_GROUP = "zoobench.models"
+# Models found on disk at each lookup ("module:function" -> [(card, factory)]): trained folders, see zoo/trained.py.
+DISCOVERY: tuple[str, ...] = ("zoo.trained:discover",)
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,15 @@ def _import_once(module: str, what: str) -> None:
     _loaded_modules.add(module)
 
 
+def _discovered() -> dict[str, tuple[_Entry, ModelCard]]:
+    found = {}
+    for ref in DISCOVERY:
+        module, _, function = ref.partition(":")
+        for card, factory in getattr(importlib.import_module(module), function)(taken=tuple(_CARDS)):
+            found[card.name] = (_Entry(card.arch, factory, (card,)), card)
+    return found
+
+
 def _lookup(name: str) -> tuple[_Entry, ModelCard]:
     load_plugins()
     if name in _CARDS:
@@ -138,7 +149,10 @@ def _lookup(name: str) -> tuple[_Entry, ModelCard]:
     if name in _ARCHS:
         entry = _ARCHS[name]
         return entry, entry.cards[0]
-    close = difflib.get_close_matches(name, list(_CARDS), n=3)
+    discovered = _discovered()
+    if name in discovered:
+        return discovered[name]
+    close = difflib.get_close_matches(name, [*_CARDS, *discovered], n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see `zoobench ls models`"
     raise ZooError(f"unknown model {name!r}{hint}")
 
@@ -221,4 +235,4 @@ def create_model(name: str, *, lazy: bool = False, **kwargs: Any) -> Any:
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted full names (``arch.tag``) matching an fnmatch ``pattern``."""
     load_plugins()
-    return sorted(n for n in _CARDS if fnmatch.fnmatchcase(n, pattern))
+    return sorted(n for n in (*_CARDS, *_discovered()) if fnmatch.fnmatchcase(n, pattern))

@@ -1,0 +1,252 @@
+"""Training losses: one small class per loss, each with its paper attached.
+
+Every loss takes embeddings (the trainer embeds the text columns of a batch, gathers them across
+ranks, and calls the loss with the columns as keyword arguments) and returns a scalar tensor. Each
+declares which data formats it can train on (``formats``), so a recipe that pairs a loss with the
+wrong data fails before training starts.
+
+=================  ===========================  ==========================================
+name               batch columns                data formats
+=================  ===========================  ==========================================
+``gte``            query, positive, negatives?  pairs, triplets
+``infonce``        query, positive, negatives?  pairs, triplets
+``cosent``         sentence1, sentence2, score  scored
+``mse-distill``    text, teacher                texts
+``cosine-distill`` text, teacher                texts
+=================  ===========================  ==========================================
+
+Shapes: ``B`` examples, ``D`` dimensions, ``K`` hard negatives per example, ``N = B + B*K`` documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from zoo.errors import ZooError
+
+__all__ = [
+    "Loss",
+    "GTEContrastiveLoss",
+    "InfoNCELoss",
+    "CoSENTLoss",
+    "MSEDistillationLoss",
+    "CosineDistillationLoss",
+    "LOSSES",
+    "create_loss",
+]
+
+_CITE_GTE = "Li et al. (2023), Towards General Text Embeddings with Multi-stage Contrastive Learning, arXiv:2308.03281."
+_CITE_INFONCE = (
+    "van den Oord et al. (2018), Representation Learning with Contrastive Predictive Coding, arXiv:1807.03748; "
+    "Karpukhin et al. (2020), Dense Passage Retrieval for Open-Domain Question Answering, EMNLP."
+)
+_CITE_COSENT = "Su (2022), CoSENT: a more efficient sentence vector scheme than Sentence-BERT (kexue.fm/archives/8847)."
+_CITE_DISTILL = (
+    "Reimers & Gurevych (2020), Making Monolingual Sentence Embeddings Multilingual using Knowledge Distillation, "
+    "EMNLP."
+)
+
+
+class Loss(torch.nn.Module):
+    """A loss with named hyper-parameters (``defaults`` overridden by the recipe's ``loss_args``).
+
+    Subclasses set ``name``, ``formats``, ``defaults`` and ``citation`` and implement ``forward``.
+    """
+
+    name: ClassVar[str]
+    formats: ClassVar[tuple[str, ...]]
+    defaults: ClassVar[dict[str, Any]]
+    citation: ClassVar[str]
+
+    def __init__(self, hyperparams: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        hyperparams = dict(hyperparams or {})
+        unknown = sorted(set(hyperparams) - set(self.defaults))
+        if unknown:
+            raise ZooError(f"loss {self.name!r}: unknown argument {unknown[0]!r} (known: {', '.join(self.defaults)})")
+        self.hparams = {**self.defaults, **hyperparams}
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """The loss name and its resolved hyper-parameters, for the training record."""
+        return {"name": self.name, **self.hparams}
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity matrix: ``(M, D), (N, D) -> (M, N)``."""
+    return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
+
+
+def _docs(positive: torch.Tensor, negatives: torch.Tensor | None) -> torch.Tensor:
+    """All documents of a batch, positives first, then each example's negatives in order: ``(N, D)``."""
+    if negatives is None:
+        return positive
+    return torch.cat([positive, negatives.reshape(-1, positive.shape[-1])])  # (B + B*K, D)
+
+
+class GTEContrastiveLoss(Loss):
+    """GTE's improved contrastive loss: InfoNCE whose denominator also holds same-type pairs.
+
+    For example ``i`` with query ``q_i``, positive ``d_i`` and the batch's documents ``D`` (every
+    positive and every hard negative), with cosine ``s`` and temperature ``t``::
+
+        L_i = -log exp(s(q_i, d_i)/t) / Z_i
+        Z_i =   sum_{d in D}          exp(s(q_i, d)/t)     query -> all documents
+              + sum_{j != i}          exp(s(q_i, q_j)/t)   query -> other queries
+              + sum_j                 exp(s(q_j, d_i)/t)   other queries -> this document
+              + sum_{d in D \\ D_i}    exp(s(d, d_i)/t)     document -> other documents
+
+    ``D_i`` is ``d_i`` and its own hard negatives (as in sentence-transformers' GTE variant of
+    ``MultipleNegativesRankingLoss``). The loss is the mean over the batch.
+
+    Hyper-parameters:
+        temperature: 0.01, the value GTE uses (shared/FAMILIES.md, flagged there as unverified
+            against the paper; sentence-transformers' GTE-style bidirectional loss defaults to it too).
+        false_negative_margin: when set (Qwen3-Embedding uses 0.1), negative terms (in-batch or
+            mined) whose cosine exceeds the example's positive cosine by more than the margin are
+            dropped from ``Z_i``: they are probably unlabelled positives.
+
+    Example:
+        >>> loss = GTEContrastiveLoss({"temperature": 0.02})
+        >>> loss(query=torch.randn(4, 8), positive=torch.randn(4, 8)).shape
+        torch.Size([])
+    """
+
+    name = "gte"
+    formats = ("pairs", "triplets")
+    defaults: ClassVar[dict[str, Any]] = {"temperature": 0.01, "false_negative_margin": None}
+    citation = _CITE_GTE
+
+    def forward(
+        self, query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean loss of a batch: ``query (B, D), positive (B, D), negatives (B, K, D) | None -> ()``."""
+        b = query.shape[0]
+        k = 0 if negatives is None else negatives.shape[1]
+        docs = _docs(positive, negatives)  # (N, D)
+        rows = torch.arange(b, device=query.device)  # (B,)
+        s_qd = _cos(query, docs)  # (B, N): q_i -> every document
+        s_qq = _cos(query, query)  # (B, B): q_i -> q_j
+        s_dq = _cos(positive, query)  # (B, B): row i holds s(q_j, d_i) for every j
+        s_dd = _cos(positive, docs)  # (B, N): d_i -> every document
+        pos = s_qd[rows, rows]  # (B,)
+        s_qq = s_qq.masked_fill(torch.eye(b, dtype=torch.bool, device=query.device), -torch.inf)
+        own = torch.zeros_like(s_dd, dtype=torch.bool)  # (B, N): d_i itself and its own negatives
+        own[rows, rows] = True
+        if k:
+            neg_cols = b + rows[:, None] * k + torch.arange(k, device=query.device)  # (B, K)
+            own[rows[:, None], neg_cols] = True
+        s_dd = s_dd.masked_fill(own, -torch.inf)
+        margin = self.hparams["false_negative_margin"]
+        if margin is not None:
+            s_qd, s_qq, s_dq, s_dd = _mask_false_negatives((s_qd, s_qq, s_dq, s_dd), pos, margin)
+        logits = torch.cat([s_qd, s_qq, s_dq, s_dd], dim=1) / self.hparams["temperature"]  # (B, 2N + 2B)
+        return (torch.logsumexp(logits, dim=1) - pos / self.hparams["temperature"]).mean()
+
+
+def _mask_false_negatives(sims: tuple[torch.Tensor, ...], pos: torch.Tensor, margin: float) -> tuple[torch.Tensor, ...]:
+    """Set to -inf every term above ``pos + margin``, except the positive's own entries (the diagonals)."""
+    b = pos.shape[0]
+    keep = torch.eye(b, dtype=torch.bool, device=pos.device)  # (B, B): the positive pair q_i, d_i
+    out = []
+    for s in sims:
+        diag = torch.zeros_like(s, dtype=torch.bool)  # (B, cols)
+        diag[:, :b] = keep
+        out.append(s.masked_fill((s > pos[:, None] + margin) & ~diag, -torch.inf))
+    # s_qq's diagonal is q_i -> q_i (already -inf) and s_dd's is d_i -> d_i (already -inf): unaffected.
+    return tuple(out)
+
+
+class InfoNCELoss(Loss):
+    """Plain InfoNCE: each query against every document of the batch (in-batch and hard negatives).
+
+    ``L_i = -log exp(s(q_i, d_i)/t) / sum_{d in D} exp(s(q_i, d)/t)`` with cosine ``s``; the mean over
+    the batch. This is sentence-transformers' ``MultipleNegativesRankingLoss`` (scale = 1/t = 20).
+    """
+
+    name = "infonce"
+    formats = ("pairs", "triplets")
+    defaults: ClassVar[dict[str, Any]] = {"temperature": 0.05}
+    citation = _CITE_INFONCE
+
+    def forward(
+        self, query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean loss: ``query (B, D), positive (B, D), negatives (B, K, D) | None -> ()``."""
+        logits = _cos(query, _docs(positive, negatives)) / self.hparams["temperature"]  # (B, N)
+        return F.cross_entropy(logits, torch.arange(query.shape[0], device=query.device))
+
+
+class CoSENTLoss(Loss):
+    """CoSENT for scored pairs: every pair that is scored higher must have the higher cosine.
+
+    ``L = log(1 + sum_{(i, j): y_i > y_j} exp((cos_j - cos_i) / t))`` over all ordered pairs of the
+    batch; only the order of the gold scores matters, so any score scale works (STS 0-5, labels 0/1).
+    """
+
+    name = "cosent"
+    formats = ("scored",)
+    defaults: ClassVar[dict[str, Any]] = {"temperature": 0.05}
+    citation = _CITE_COSENT
+
+    def forward(self, sentence1: torch.Tensor, sentence2: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        """The batch loss: ``sentence1 (B, D), sentence2 (B, D), score (B,) -> ()``."""
+        cos = F.cosine_similarity(sentence1, sentence2, dim=-1) / self.hparams["temperature"]  # (B,)
+        diff = cos[None, :] - cos[:, None]  # (B, B): entry (i, j) = cos_j - cos_i
+        ordered = score[:, None] > score[None, :]  # (B, B): pair i should score above pair j
+        terms = diff[ordered]  # (P,)
+        return torch.logsumexp(torch.cat([terms.new_zeros(1), terms]), dim=0)  # the leading 0 is the "1 +"
+
+
+class MSEDistillationLoss(Loss):
+    """Embedding distillation: mean squared error between student and teacher vectors."""
+
+    name = "mse-distill"
+    formats = ("texts",)
+    defaults: ClassVar[dict[str, Any]] = {}
+    citation = _CITE_DISTILL
+
+    def forward(self, text: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """``text`` is the student's embedding of the texts: ``(B, D), (B, D) -> ()``."""
+        _same_width(text, teacher, self.name)
+        return F.mse_loss(text, teacher.to(text.dtype))
+
+
+class CosineDistillationLoss(Loss):
+    """Embedding distillation on directions only: mean of ``1 - cos(student, teacher)``."""
+
+    name = "cosine-distill"
+    formats = ("texts",)
+    defaults: ClassVar[dict[str, Any]] = {}
+    citation = _CITE_DISTILL
+
+    def forward(self, text: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """``text`` is the student's embedding of the texts: ``(B, D), (B, D) -> ()``."""
+        _same_width(text, teacher, self.name)
+        return (1 - F.cosine_similarity(text, teacher.to(text.dtype), dim=-1)).mean()
+
+
+def _same_width(student: torch.Tensor, teacher: torch.Tensor, name: str) -> None:
+    if student.shape != teacher.shape:
+        raise ZooError(f"loss {name!r}: student embeddings {tuple(student.shape)} != teacher {tuple(teacher.shape)}")
+
+
+LOSSES: dict[str, type[Loss]] = {
+    cls.name: cls for cls in (GTEContrastiveLoss, InfoNCELoss, CoSENTLoss, MSEDistillationLoss, CosineDistillationLoss)
+}
+
+
+def create_loss(name: str, hyperparams: Mapping[str, Any] | None = None) -> Loss:
+    """A loss by name (one of ``LOSSES``) with its hyper-parameters.
+
+    Raises:
+        ZooError: for an unknown name or argument.
+    """
+    try:
+        cls = LOSSES[name]
+    except KeyError:
+        raise ZooError(f"unknown loss {name!r}; losses: {', '.join(sorted(LOSSES))}") from None
+    return cls(hyperparams)

@@ -1,0 +1,229 @@
+"""Trained models as registry entries: every finished training folder under the models dir.
+
+``zoobench train`` writes ``<models dir>/<name>/``: an HF-style folder of its family (for GTE:
+config.json, model.safetensors, tokenizer files, zoobench.json) plus ``train.json``, the training
+record (resolved recipe, data checksums, git revision, weights sha256). The registry calls
+:func:`discover` on every lookup, so a model is listed (``zoobench ls models``) and runnable
+(``zoobench run --model <name>``) as soon as its ``train.json`` exists, without editing any code.
+
+- The models dir is ``$ZOOBENCH_MODELS``, else ``./models``.
+- The card is built from the folder: name and family from ``train.json``, ``revision`` =
+  ``sha256-<first 12 hex digits of model.safetensors>`` (recorded at the end of training and checked
+  when the weights load), pooling / prompts / max tokens from the family's config file.
+- A folder whose name is already registered by a family is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import ZooError
+from zoo.protocols import Kind
+from zoo.registry import ModelCard
+
+__all__ = [
+    "MODEL_CLASSES",
+    "TRAIN_RECORD",
+    "models_dir",
+    "discover",
+    "card_from_folder",
+    "load_model_class",
+    "TrainedEncoder",
+    "export_sentence_transformers",
+]
+
+TRAIN_RECORD = "train.json"
+WEIGHTS = "model.safetensors"
+MODELS_ENV = "ZOOBENCH_MODELS"
+
+# family -> "module:Class" with from_pretrained(folder, **overrides), save_pretrained(folder), tokenize, forward
+MODEL_CLASSES: dict[str, str] = {"gte": "zoo.families.gte:GTEModel"}
+
+
+def models_dir() -> Path:
+    """Where trained models live: ``$ZOOBENCH_MODELS``, else ``./models``."""
+    return Path(os.environ.get(MODELS_ENV) or "models")
+
+
+def load_model_class(family: str) -> Any:
+    """The trainable model class of a family (see ``MODEL_CLASSES``)."""
+    try:
+        module, _, cls = MODEL_CLASSES[family].partition(":")
+    except KeyError:
+        raise ZooError(f"family {family!r} has no trainable model class (known: {', '.join(MODEL_CLASSES)})") from None
+    return getattr(importlib.import_module(module), cls)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ZooError(f"{path}: unreadable training record ({type(e).__name__})") from None
+    if not isinstance(data, dict):
+        raise ZooError(f"{path}: expected a JSON object")
+    return data
+
+
+def card_from_folder(folder: Path) -> ModelCard:
+    """The card of a finished training folder (see the module docstring)."""
+    record = _read_json(folder / TRAIN_RECORD)
+    extra_path = folder / "zoobench.json"
+    extra = _read_json(extra_path) if extra_path.exists() else {}
+    try:
+        name, family, sha = record["name"], record["family"], record["weights_sha256"]
+    except KeyError as e:
+        raise ZooError(f"{folder / TRAIN_RECORD}: missing key {e.args[0]!r}") from None
+    return ModelCard(
+        name=name,
+        family=family,
+        revision=f"sha256-{sha.removeprefix('sha256:')[:12]}",
+        source=f"local:{folder.resolve()}",
+        upstream=f"trained by zoobench ({record.get('recipe', '?')}) from {record.get('init') or 'scratch'}",
+        params=record.get("params"),
+        embed_dim=record.get("embed_dim"),
+        max_tokens=extra.get("max_tokens"),
+        languages=tuple(record.get("languages") or ()),
+        pooling=extra.get("pooling"),
+        prompts=dict(extra.get("prompts") or {}),
+        training_data=tuple(f"{s['name']} ({s['examples']} examples)" for s in record.get("data", [])),
+        citation=record.get("citation"),
+    )
+
+
+def discover(taken: Sequence[str] = ()) -> list[tuple[ModelCard, Callable[..., Any]]]:
+    """Cards and factories of the finished training folders under :func:`models_dir`.
+
+    Args:
+        taken: names already registered; a folder with one of them is skipped (with a warning).
+    """
+    root = models_dir()
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(p for p in root.iterdir() if (p / TRAIN_RECORD).is_file()):
+        try:
+            card = card_from_folder(folder)
+        except ZooError as e:
+            print(f"zoobench: warning: skipped trained model {folder}: {e}", file=sys.stderr)
+            continue
+        if card.name in taken or card.name.count(".") > 1:
+            print(f"zoobench: warning: skipped {folder}: model name {card.name!r} is taken or invalid", file=sys.stderr)
+            continue
+        found.append((card, trained))
+    return found
+
+
+def trained(card: ModelCard, **kwargs: Any) -> TrainedEncoder:
+    """Load a discovered training folder (the factory of every discovered card)."""
+    return TrainedEncoder(card, **kwargs)
+
+
+class TrainedEncoder:
+    """The ``Encoder`` protocol over a trained folder: the family's model, the card's prompts."""
+
+    def __init__(self, card: ModelCard, *, check_revision: bool = True) -> None:
+        import torch
+
+        from zoo.checkpoints import resolve
+        from zoo.train.data import sha256_file
+
+        folder = resolve(card.source)
+        record = _read_json(folder / TRAIN_RECORD)
+        if check_revision and sha256_file(folder / WEIGHTS) != record["weights_sha256"]:
+            raise ZooError(f"{folder / WEIGHTS}: the weights changed after training (sha256 differs from train.json)")
+        self.card, self._torch = card, torch
+        self.model = load_model_class(card.family).from_pretrained(folder).eval()
+        self.max_tokens = card.max_tokens
+
+    def encode(self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int = 32) -> np.ndarray:
+        """See ``zoo.protocols.Encoder``; batches are formed from length-sorted texts (less padding)."""
+        prompt = self.card.prompts.get(kind, "")
+        texts = [prompt + t for t in texts]
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.model.embed_dim), dtype=np.float32)
+        with self._torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                rows = order[start : start + batch_size]
+                batch = self.model.tokenize([texts[i] for i in rows], self.max_tokens)
+                out[rows] = self.model(**batch).float().numpy()
+        return out
+
+
+# SENTENCE-TRANSFORMERS EXPORT ====================================================================
+
+_ST_POOLING = {"mean": "mean", "cls": "cls", "last": "lasttoken"}
+
+
+def export_sentence_transformers(name: str, out: str | os.PathLike[str], *, verify: bool = True) -> Path:
+    """Write a trained model as a sentence-transformers folder (``SentenceTransformer(out)`` loads it).
+
+    The folder holds the transformer weights and tokenizer, a Pooling module with the model's pooling,
+    a Normalize module when the model normalises, ``max_seq_length`` = the card's max tokens, and the
+    card's prompts (``encode(texts, prompt_name="query")``).
+
+    Args:
+        name: a trained model (see ``zoobench ls models``).
+        out: the folder to write.
+        verify: reload the folder with sentence-transformers and check that it embeds a few texts as
+            zoobench does (max abs difference <= 1e-4).
+
+    Returns:
+        The folder.
+
+    Raises:
+        ZooError: for a model that is not a trained folder, an unsupported pooling, or a failed check.
+
+    Example:
+        >>> export_sentence_transformers("gte-minilm-l6.two-stage", "/tmp/st")
+        >>> SentenceTransformer("/tmp/st").encode(["hello"]).shape
+        (1, 384)
+    """
+    from zoo.registry import get_card
+
+    card = get_card(name)
+    if not card.source.startswith("local:") or not (Path(card.source[6:]) / TRAIN_RECORD).is_file():
+        raise ZooError(f"model {name!r} is not a trained folder; only trained models export to sentence-transformers")
+    folder = Path(card.source[6:])
+    extra = _read_json(folder / "zoobench.json") if (folder / "zoobench.json").exists() else {}
+    pooling = extra.get("pooling", "mean")
+    if pooling not in _ST_POOLING:
+        raise ZooError(f"model {name!r}: pooling {pooling!r} has no sentence-transformers equivalent")
+    try:
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.models import Normalize, Pooling, Transformer
+
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the family's folders have no pooler: nothing to report
+    try:
+        transformer = Transformer(
+            str(folder), max_seq_length=card.max_tokens, model_kwargs={"add_pooling_layer": False}
+        )
+    finally:
+        hf_logging.set_verbosity(level)
+    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=_ST_POOLING[pooling])]
+    if extra.get("normalize", True):
+        modules.append(Normalize())
+    st = SentenceTransformer(modules=modules, prompts=dict(card.prompts) or None, device="cpu")
+    out = Path(out)
+    st.save(str(out))
+    if verify:
+        probe = ["A short sentence.", "Scientific claims need evidence from abstracts " * 8, "x"]
+        ours = TrainedEncoder(card).encode(probe)
+        theirs = SentenceTransformer(str(out), device="cpu").encode(probe, convert_to_numpy=True)
+        diff = float(np.abs(ours - theirs).max())
+        if diff > 1e-4:
+            raise ZooError(f"sentence-transformers export of {name!r} embeds differently (max abs diff {diff:.2e})")
+    return out
