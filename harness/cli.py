@@ -256,16 +256,9 @@ def _compare(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     import json
 
-    from zoo.train import train
+    from zoo.train import train_from_args
 
-    folder = train(
-        args.recipe,
-        args.overrides,
-        out=args.out,
-        data_dir=args.data_dir,
-        resume=not args.no_resume,
-        progress=not args.no_progress,
-    )
+    folder = train_from_args(args)
     name = json.loads((folder / "train.json").read_text(encoding="utf-8"))["name"]
     print(f"trained {name} in {folder}; evaluate it with: zoobench run --model {name} --tasks ...")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["train", "add_arguments"]
+__all__ = ["train", "add_arguments", "train_from_args"]
 
 
 def train(
@@ -53,3 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT has checkpoints")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def train_from_args(args: argparse.Namespace) -> Path:
+    """Run :func:`train` with the arguments :func:`add_arguments` declared (both CLIs share this)."""
+    return train(
+        args.recipe,
+        args.overrides,
+        out=args.out,
+        data_dir=args.data_dir,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+    )

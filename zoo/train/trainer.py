@@ -586,21 +586,14 @@ def train(
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m zoo.train``: train from a recipe; errors print one line and exit with code 2."""
-    from zoo.train import add_arguments
+    from zoo.train import add_arguments, train_from_args
 
     parser = argparse.ArgumentParser(prog="python -m zoo.train", description=inspect.getdoc(sys.modules[__name__]))
     add_arguments(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        folder = train(
-            args.recipe,
-            args.overrides,
-            out=args.out,
-            data_dir=args.data_dir,
-            resume=not args.no_resume,
-            progress=not args.no_progress,
-        )
+        folder = train_from_args(args)
     except ZooError as e:
         print(f"zoobench: error: {e}", file=sys.stderr)
         return 2
