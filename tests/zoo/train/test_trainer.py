@@ -167,6 +167,54 @@ def test_bf16_autocast_trains(tmp_path: Path, train_data: Path, tiny_init: Path)
     assert np.isfinite(l16) and l16 != l32 and abs(l16 - l32) < 0.05 * l32  # bf16 rounding, same loss
 
 
+def _seen_texts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    from zoo.families.gte import GTEModel
+
+    seen: list[str] = []
+    tokenize = GTEModel.tokenize
+
+    def spy(self, texts, max_length=None):
+        seen.extend(texts)
+        return tokenize(self, texts, max_length)
+
+    monkeypatch.setattr(GTEModel, "tokenize", spy)
+    return seen
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_training_prepends_the_prompts_as_the_harness_does(
+    tmp_path: Path, train_data: Path, tiny_init: Path, monkeypatch: pytest.MonkeyPatch, symmetric: bool
+) -> None:
+    seen = _seen_texts(monkeypatch)
+    recipe = _recipe(tiny_init, steps=(4, 0))
+    recipe["stages"] = recipe["stages"][:1]
+    recipe["stages"][0]["sources"][0]["symmetric"] = symmetric
+    recipe["model"]["overrides"]["prompts"] = {"query": "Q: ", "document": "D: "}
+    out = train(recipe, out=tmp_path / "run", data_dir=train_data, progress=False)
+    assert {src for _, src, _ in _losses(out)} == {"pairs", "scored"}
+    assert all(t.startswith(("Q: ", "D: ")) for t in seen)
+    documents = [t for t in seen if t.startswith("D: ")]
+    # Documents: the positives of the (asymmetric) pairs; scored pairs and queries take the query prompt.
+    assert all(t.endswith("are described here") for t in documents)
+    assert len(documents) == (0 if symmetric else sum(t.startswith("Q: what about") for t in seen))
+    assert json.loads((out / "zoobench.json").read_text())["prompts"] == {"query": "Q: ", "document": "D: "}
+
+
+def test_frozen_parameters_do_not_move(tmp_path: Path, train_data: Path, tiny_init: Path) -> None:
+    start = _weights(tiny_init)
+    recipe = _one_stage(tiny_init)
+    recipe["model"]["freeze"] = ["backbone.embeddings.word_embeddings", "backbone.encoder.layer.0."]
+    after = _weights(train(recipe, out=tmp_path / "frozen", data_dir=train_data, progress=False))
+    frozen = [k for k in after if k.startswith(("embeddings.word_embeddings", "encoder.layer.0."))]
+    assert len(frozen) > 5
+    for k in frozen:
+        torch.testing.assert_close(after[k], start[k], rtol=0, atol=0)
+    assert not torch.equal(after["encoder.layer.1.output.dense.weight"], start["encoder.layer.1.output.dense.weight"])
+    recipe["model"]["freeze"] = ["backbone.nope"]
+    with pytest.raises(ZooError, match="model.freeze: 'backbone.nope' matches no parameter"):
+        train(recipe, out=tmp_path / "bad", data_dir=train_data, progress=False)
+
+
 def test_lr_schedules() -> None:
     assert [lr_factor(s, 10, 0.2, "linear") for s in (0, 1, 2, 6, 9)] == pytest.approx([0.5, 1.0, 1.0, 0.5, 0.125])
     assert lr_factor(2, 10, 0.2, "cosine") == 1.0 and lr_factor(6, 10, 0.2, "cosine") == pytest.approx(0.5)
