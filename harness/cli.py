@@ -20,7 +20,9 @@ import fnmatch
 import os
 import shlex
 import sys
+import tomllib
 from collections.abc import Sequence
+from typing import Any
 
 from zoo.errors import ZooError
 
@@ -56,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results", help="results folder (default: results)")
     run.add_argument("--overwrite", action="store_true", help="recompute tasks that already have a result")
     run.add_argument("--batch-size", type=int, default=32, help="encoder batch size (default: 32)")
+    run.add_argument(
+        "--model-kwarg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="option of the model's factory (repeatable), e.g. dtype=bfloat16; kept in the results' revision",
+    )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     run.add_argument("--cache-dir", help="embedding cache root (default: $ZOOBENCH_CACHE or ~/.cache/zoobench)")
@@ -168,6 +177,20 @@ def _task_ids(args: argparse.Namespace) -> list[str]:
     return [t.strip() for t in args.tasks.split(",") if t.strip()]
 
 
+def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as a dict; a value is read as a TOML value (``2``, ``true``), else a string."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ZooError(f"{flag} {pair!r}: expected KEY=VALUE")
+        try:
+            out[key.strip().replace("-", "_")] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip().replace("-", "_")] = raw
+    return out
+
+
 def _run(args: argparse.Namespace) -> None:
     from harness.runner import evaluate
 
@@ -183,6 +206,7 @@ def _run(args: argparse.Namespace) -> None:
         command=args.command,
         cache=False if args.no_cache else None,
         cache_dir=args.cache_dir,
+        model_kwargs=_key_values(args.model_kwarg, "--model-kwarg"),
     )
     _print_table(
         f"{args.model} (scores x100)",

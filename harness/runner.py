@@ -12,6 +12,7 @@ import gzip
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -34,7 +35,17 @@ from harness.tasks import Task, get_task
 from zoo.errors import ZooError
 from zoo.registry import ModelCard, create_model, get_card
 
-__all__ = ["evaluate", "code_revision", "hardware"]
+__all__ = ["evaluate", "result_revision", "code_revision", "hardware"]
+
+
+def result_revision(revision: str, model_kwargs: Mapping[str, Any] | None = None) -> str:
+    """The revision results are stored under: the card's, plus the factory options when there are any.
+
+    ``dtype="bfloat16"`` gives ``<revision>+dtype-bfloat16``, so runs of one card with different
+    options keep separate records (as the embedding cache keeps their vectors apart).
+    """
+    parts = [f"{k}-{v}" for k, v in sorted((model_kwargs or {}).items())]
+    return "+".join([revision, *(re.sub(r"[^A-Za-z0-9._-]+", "_", p) for p in parts)])
 
 
 @functools.cache
@@ -88,8 +99,9 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def _default_command(card: ModelCard, task_ids: Sequence[str]) -> str:
-    return f"harness.evaluate({card.name!r}, {list(task_ids)!r})"
+def _default_command(card: ModelCard, task_ids: Sequence[str], model_kwargs: Mapping[str, Any] | None) -> str:
+    extra = f", model_kwargs={dict(model_kwargs)!r}" if model_kwargs else ""
+    return f"harness.evaluate({card.name!r}, {list(task_ids)!r}{extra})"
 
 
 def evaluate(
@@ -122,7 +134,8 @@ def evaluate(
         cache: use the embedding cache; ``None`` means yes for a registry name, no for a model
             object (whose weights may change under the same card, e.g. during training).
         cache_dir: the cache root (default ``$ZOOBENCH_CACHE`` or ``~/.cache/zoobench/embeddings``).
-        model_kwargs: passed to the model's factory (and part of the cache fingerprint).
+        model_kwargs: passed to the model's factory; part of the cache fingerprint and of the stored
+            revision (:func:`result_revision`).
         log: receives one line per skipped or finished task.
 
     Returns:
@@ -137,12 +150,13 @@ def evaluate(
         ('cosine_spearman', 0.461)
     """
     card = get_card(model) if isinstance(model, str) else model.card
+    revision = result_revision(card.revision, model_kwargs)
     task_objs = [get_task(t, data_dir) if isinstance(t, str) else t for t in tasks]  # fail early on bad ids
-    command = command or _default_command(card, [t.spec.id for t in task_objs])
+    command = command or _default_command(card, [t.spec.id for t in task_objs], model_kwargs)
     done: dict[str, TaskResult] = {}
     pending = []
     for task in task_objs:
-        path = result_path(results_dir, card.name, card.revision, task.spec.id)
+        path = result_path(results_dir, card.name, revision, task.spec.id)
         stored = TaskResult.load(path) if path.exists() and not overwrite else None
         if stored is not None and stored.data_checksum != task.checksum():
             log(f"{task.spec.id}: data changed since {path} was written; recomputing")
@@ -165,7 +179,7 @@ def evaluate(
             skipped.append(task.spec.id)
             log(f"skip {task.spec.id}: {card.name} cannot run {task.spec.type} tasks (needs {need})")
             continue
-        record = _run_task(instance, card, task, results_dir, batch_size, progress, command, emb_cache)
+        record = _run_task(instance, card, revision, task, results_dir, batch_size, progress, command, emb_cache)
         score, seconds = record.get_score(), record.runtime["total_s"]
         log(f"{card.name} {task.spec.id}: {record.main_score} = {score:.4f} ({seconds:.1f}s)")
         done[task.spec.id] = record
@@ -177,6 +191,7 @@ def evaluate(
 def _run_task(
     model: Any,
     card: ModelCard,
+    revision: str,
     task: Task,
     results_dir: str | os.PathLike[str],
     batch_size: int,
@@ -190,17 +205,17 @@ def _run_task(
     total = time.perf_counter() - t0
     spec = task.spec
     for split, run in out.runs.items():
-        write_run(run_path(results_dir, card.name, card.revision, spec.id, split), run, tag=card.name)
+        write_run(run_path(results_dir, card.name, revision, spec.id, split), run, tag=card.name)
     for split, qrels in out.qrels.items():
-        write_qrels(qrels_path(results_dir, card.name, card.revision, spec.id, split), qrels)
+        write_qrels(qrels_path(results_dir, card.name, revision, spec.id, split), qrels)
     for split, items in out.items.items():
         atomic_write(
-            items_path(results_dir, card.name, card.revision, spec.id, split),
+            items_path(results_dir, card.name, revision, spec.id, split),
             gzip.compress(json.dumps(items).encode(), mtime=0),
         )
     record = TaskResult(
         model=card.name,
-        revision=card.revision,
+        revision=revision,
         task_id=spec.id,
         task_type=spec.type,
         main_score=task.main_metric,

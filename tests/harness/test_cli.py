@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shlex
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from harness import runner
 from harness.cli import build_parser, main
-from harness.results import TaskResult, result_path
+from harness.results import TaskResult, items_path, result_path
 from harness.suites import LOCAL_QUICK, get_suite, list_suites
 from tests import taskdata
 from zoo.errors import ZooError
@@ -197,6 +198,30 @@ def test_run_records_its_own_command(tiny_data: Path, results_dir: Path) -> None
     assert main(args) == 0
     record = TaskResult.load(result_path(results_dir, "test-random", "seed-0", "local/sts"))
     assert record.command == shlex.join(["zoobench", *args])
+
+
+def test_model_kwargs_reach_the_factory_and_the_stored_revision(
+    tiny_data: Path, results_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(_run_args(tiny_data, results_dir, "local/sts")) == 0
+    assert main([*_run_args(tiny_data, results_dir, "local/sts"), "--model-kwarg", "seed=1"]) == 0
+    default = TaskResult.load(result_path(results_dir, "test-random", "seed-0", "local/sts"))
+    seeded = TaskResult.load(result_path(results_dir, "test-random", "seed-0+seed-1", "local/sts"))
+    assert seeded.revision == "seed-0+seed-1" and seeded.model_card["revision"] == "seed-0"
+    assert seeded.get_score() == pytest.approx(0.8857, abs=1e-4) and default.get_score() == seeded.get_score()
+
+    def preds(revision: str) -> list[float]:
+        path = items_path(results_dir, "test-random", revision, "local/sts", "test")
+        return json.loads(gzip.decompress(path.read_bytes()))["pred"]
+
+    assert preds("seed-0+seed-1") != preds("seed-0")  # other random vectors: the option reached the factory
+    again = runner.evaluate(
+        "test-random", ["local/sts"], results_dir=results_dir, data_dir=tiny_data, model_kwargs={"seed": 1}
+    )
+    assert again[0].date == seeded.date  # the stored record under the same revision
+    capsys.readouterr()
+    rc = main([*_run_args(tiny_data, results_dir, "local/sts"), "--model-kwarg", "seed"])
+    _assert_one_line_error(capsys, rc, "--model-kwarg 'seed': expected KEY=VALUE")
 
 
 # Bad input: exit code 2, one line on stderr naming the file, no result written ===================
