@@ -23,7 +23,7 @@ from zoo.errors import ZooError
 
 __all__ = ["ModelCard", "register_model", "create_model", "get_card", "list_models", "load_plugins", "FAMILIES"]
 
-FAMILIES: tuple[str, ...] = ("zoo.families.baselines", "zoo.families.gte")
+FAMILIES: tuple[str, ...] = ("zoo.families.baselines", "zoo.families.gte", "zoo.families.mgte")
 ENTRY_POINT_GROUP = "zoobench.models"
 # Models found on disk at each lookup ("module:function" -> [(card, factory)]): trained folders, see zoo/trained.py.
 DISCOVERY: tuple[str, ...] = ("zoo.trained:discover",)

@@ -45,8 +45,8 @@ WEIGHTS = "model.safetensors"
 MODELS_ENV = "ZOOBENCH_MODELS"
 
 # family -> "module:Class" with from_pretrained(folder, **overrides), save_pretrained(folder), tokenize, forward
-# and encoder(card, **kwargs) (the Encoder over the loaded model)
-MODEL_CLASSES: dict[str, str] = {"gte": "zoo.families.gte:GTEModel"}
+# and as_encoder(card, **kwargs) (the Encoder over the loaded model)
+MODEL_CLASSES: dict[str, str] = {"gte": "zoo.families.gte:GTEModel", "mgte": "zoo.families.mgte:MGTEModel"}
 
 
 def models_dir() -> Path:
@@ -126,7 +126,7 @@ def trained(card: ModelCard, *, check_revision: bool = True, **kwargs: Any) -> E
     """Load a discovered training folder (the factory of every discovered card).
 
     The weights are checked against ``train.json`` (their sha256), then the family's model class loads
-    them and its ``encoder(card, **kwargs)`` wraps them: a trained GTE model encodes through
+    them and its ``as_encoder(card, **kwargs)`` wraps them: a trained GTE model encodes through
     :class:`zoo.families.gte.GTEEncoder` (length-sorted token batches, ``dtype="bfloat16"`` autocast).
 
     Args:
@@ -142,7 +142,7 @@ def trained(card: ModelCard, *, check_revision: bool = True, **kwargs: Any) -> E
     if check_revision and sha256_file(folder / WEIGHTS) != record["weights_sha256"]:
         raise ZooError(f"{folder / WEIGHTS}: the weights changed after training (sha256 differs from train.json)")
     model = load_model_class(card.family).from_pretrained(folder)
-    return model.encoder(card, **kwargs)
+    return model.as_encoder(card, **kwargs)
 
 
 # SENTENCE-TRANSFORMERS EXPORT ====================================================================

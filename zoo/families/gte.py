@@ -37,7 +37,6 @@ import contextlib
 import hashlib
 import json
 import os
-import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -49,6 +48,8 @@ import torch
 
 from zoo.checkpoints import resolve
 from zoo.errors import ZooError
+from zoo.nn.batching import DTYPES, cpu_has_bf16, free_cores
+from zoo.nn.batching import token_batches as _token_batches
 from zoo.nn.pooling import POOLING
 from zoo.protocols import Kind
 from zoo.registry import ModelCard, register_model
@@ -57,7 +58,6 @@ __all__ = ["GTEModel", "GTEEncoder", "folder_card", "weights_revision", "cpu_has
 
 ZOOBENCH_CONFIG = "zoobench.json"
 WEIGHTS = "model.safetensors"
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 _CITE_GTE = "Li et al. (2023), Towards General Text Embeddings with Multi-stage Contrastive Learning, arXiv:2308.03281."
 _CITE_SBERT = "Reimers & Gurevych (2019), Sentence-BERT, EMNLP; Wang et al. (2020), MiniLM, NeurIPS."
@@ -108,56 +108,6 @@ def _folder_settings(folder: Path) -> dict[str, Any]:
         settings["prompts"] = {k: v for k, v in prompts.items() if k in ("query", "document") and v}
     settings.update(_read_json(folder / ZOOBENCH_CONFIG))
     return settings
-
-
-def _token_batches(lengths: Sequence[int], max_tokens: int, max_texts: int) -> list[slice]:
-    """Consecutive runs of descending ``lengths``: at most ``max_texts`` texts and ``max_tokens`` padded tokens each."""
-    batches, start = [], 0
-    while start < len(lengths):
-        size = max(1, min(max_texts, max_tokens // max(1, lengths[start])))
-        batches.append(slice(start, min(start + size, len(lengths))))
-        start += size
-    return batches
-
-
-def _others_running() -> int | None:
-    """Runnable threads of other processes now (Linux ``/proc``), or None where that cannot be read."""
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            running = next(int(line.split()[1]) for line in f if line.startswith("procs_running"))
-        own = 0
-        for tid in os.listdir("/proc/self/task"):
-            with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
-                stat = f.read()
-                own += stat[stat.rindex(")") + 2] == "R"
-    except (OSError, StopIteration, ValueError):
-        return None
-    return max(0, running - own)
-
-
-def free_cores(samples: int = 5) -> int:
-    """Cores this process can use that other processes are not busy on (at least 1).
-
-    Torch's threads wait for each other at every op, so when another process holds a core, a second
-    thread mostly waits: on the shared 2-core machine, one thread encoded 2.5-3.5x faster than two.
-    The count is the median of ``samples`` looks at ``/proc/stat`` 2 ms apart, minus this process's threads.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    seen = []
-    for i in range(samples):
-        others = _others_running()
-        if others is None:
-            return cores
-        seen.append(others)
-        if i + 1 < samples:
-            time.sleep(0.002)
-    return max(1, cores - int(np.median(seen)))
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU runs bfloat16 matmuls natively (AVX512-BF16 or AMX); else bf16 is emulated and slow."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
 
 
 def weights_revision(folder: str | os.PathLike[str]) -> str:
@@ -288,7 +238,7 @@ class GTEModel(torch.nn.Module):
         (folder / ZOOBENCH_CONFIG).write_text(json.dumps({**extra, "prompts": self.prompts}, indent=2) + "\n")
         return folder
 
-    def encoder(self, card: ModelCard, **kwargs: Any) -> GTEEncoder:
+    def as_encoder(self, card: ModelCard, **kwargs: Any) -> GTEEncoder:
         """This model under the ``Encoder`` protocol (``kwargs``: see :class:`GTEEncoder`)."""
         return GTEEncoder(card, self.eval(), **kwargs)
 
