@@ -208,7 +208,9 @@ def create_model(name: str, *, lazy: bool = False, **kwargs: Any) -> Any:
         name: ``arch`` (its default weights) or ``arch.tag``, as listed by :func:`list_models`.
         lazy: return a stand-in that builds the model on the first protocol call (the harness uses
             it so that a fully cached evaluation never loads weights). It needs the factory's return
-            annotation to know which protocols to offer; without one the model is built at once.
+            annotation to know which protocols to offer; without one the model is built at once. When
+            that class has a static ``lazy_attributes(**kwargs) -> dict``, the stand-in also carries
+            the attributes it returns (those the options alone determine, validated up front).
         **kwargs: passed to the family's factory (e.g. ``device``).
 
     Returns:
@@ -229,7 +231,12 @@ def create_model(name: str, *, lazy: bool = False, **kwargs: Any) -> Any:
         return entry.factory(card=card, **kwargs)
     methods = {m: _forward(m) for m in _PROTOCOL_METHODS if callable(getattr(cls, m, None))}
     proxy = type(f"Lazy{cls.__name__}", (_LazyModel,), methods)
-    return proxy(card, lambda: entry.factory(card=card, **kwargs))
+    lazy = proxy(card, lambda: entry.factory(card=card, **kwargs))
+    # Attributes that the options alone determine (e.g. mGTE's retrieval_mode) are known before loading.
+    known = getattr(cls, "lazy_attributes", None)
+    for attribute, value in (known(**kwargs) if callable(known) else {}).items():
+        setattr(lazy, attribute, value)
+    return lazy
 
 
 def list_models(pattern: str = "*") -> list[str]:

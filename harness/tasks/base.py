@@ -8,6 +8,7 @@ and the encoding loop (de-duplicated, length-sorted, with a progress bar).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,9 +19,19 @@ import numpy as np
 
 from harness.cache import EmbeddingCache
 from harness.spec import TaskSpec
-from zoo.protocols import Encoder, Kind
+from zoo.protocols import Encoder, Kind, SparseEncoder
 
-__all__ = ["TaskSpec", "Task", "SplitOutput", "TaskOutput", "EvalContext", "task_type", "TASK_TYPES", "encode_texts"]
+__all__ = [
+    "TaskSpec",
+    "Task",
+    "SplitOutput",
+    "TaskOutput",
+    "EvalContext",
+    "task_type",
+    "TASK_TYPES",
+    "encode_texts",
+    "encode_sparse_texts",
+]
 
 
 @dataclass
@@ -209,3 +220,39 @@ def encode_texts(model: Encoder, texts: Sequence[str], kind: Kind, ctx: EvalCont
     position = {t: i for i, t in enumerate(unique)}
     ctx.add_time("encode_s", time.perf_counter() - t0)
     return emb[[position[t] for t in texts]]
+
+
+def encode_sparse_texts(
+    model: SparseEncoder, texts: Sequence[str], kind: Kind, ctx: EvalContext
+) -> list[dict[str, float]]:
+    """Weight the terms of ``texts`` (``model.encode_sparse``) once each, longest first, with a progress bar.
+
+    The sparse counterpart of :func:`encode_texts`, without its disk cache: sparse weights are not cached
+    yet, so every call encodes every (unique) text and counts it under ``texts_encoded``. Non-finite
+    weights are dropped (a text that had any is counted under ``texts_nonfinite``).
+
+    Returns:
+        One ``{term: weight}`` dict per text, in the order of ``texts`` (repeated texts share one dict).
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    unique = list(dict.fromkeys(texts))
+    ctx.count("texts_encoded", len(unique))
+    order = sorted(range(len(unique)), key=lambda i: -len(unique[i]))
+    block = max(ctx.batch_size * 16, 512)
+    weights: list[dict[str, float]] = [{} for _ in unique]
+    with tqdm(
+        total=len(order), desc=f"{ctx.task_id} {kind} (sparse)", unit="text", disable=not ctx.progress, leave=False
+    ) as bar:
+        for start in range(0, len(order), block):
+            idx = order[start : start + block]
+            out = model.encode_sparse([unique[i] for i in idx], kind=kind, batch_size=ctx.batch_size)
+            for i, w in zip(idx, out, strict=True):
+                weights[i] = {t: float(v) for t, v in w.items() if math.isfinite(v)}
+                if len(weights[i]) < len(w):
+                    ctx.count("texts_nonfinite", 1)
+            bar.update(len(idx))
+    position = {t: i for i, t in enumerate(unique)}
+    ctx.add_time("encode_s", time.perf_counter() - t0)
+    return [weights[position[t]] for t in texts]

@@ -2,28 +2,106 @@
 
 With ``spec.options["ignore_identical_ids"]`` (the ``beir`` source's default) a hit whose document id
 equals the query id is dropped before the metrics, as BEIR does.
+
+A ``Retriever`` ranks the corpus itself. Any other model is searched exactly, shard by shard, in its
+*retrieval mode*: ``model.retrieval_mode`` if it has one, else ``"dense"`` for an ``Encoder`` and
+``"sparse"`` for a ``SparseEncoder`` that is not one.
+
+- ``"dense"``: dot product of the embeddings (cosine when the card's similarity is cosine); embeddings
+  go through the embedding cache.
+- ``"sparse"``: dot product of the ``{term: weight}`` dicts of ``encode_sparse`` (mGTE's and BGE-M3's
+  lexical score). A document sharing no term with a query scores 0 and is not retrieved for it, as an
+  inverted index would not find it. Sparse weights are not cached: every run encodes every text.
+- ``"hybrid"`` (a model with both protocols): ``dense_weight * cosine + sparse_weight * lexical``, the
+  weights from ``model.hybrid_weights`` (default ``(1.0, 0.1)``, mGTE's), exact over the whole corpus.
+  The dense and sparse sides are two encoder calls (the dense one cached), not one joint pass.
+
+The mode and the weights are a property of the model run, not of the task: they are not in the
+record's ``task_options``. A registry model takes them as factory options (e.g. mGTE's
+``--model-kwarg mode=hybrid``), which the runner appends to the stored revision (``seed-0+mode-hybrid``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import numpy as np
 
 from harness.datasets.local import RetrievalData
 from harness.metrics import evaluate_run, trec_sorted
-from harness.search import StreamingTopK
-from harness.tasks.base import EvalContext, SplitOutput, Task, encode_texts, task_type
-from zoo.protocols import Encoder, Retriever
+from harness.search import (
+    BlockScores,
+    DenseScorer,
+    SparseScorer,
+    SparseStreamingTopK,
+    StreamingTopK,
+    TopKMerger,
+)
+from harness.tasks.base import EvalContext, SplitOutput, Task, encode_sparse_texts, encode_texts, task_type
+from zoo.errors import ZooError
+from zoo.protocols import Encoder, Retriever, SparseEncoder
 
-__all__ = ["Retrieval", "dense_run", "top_of_run", "without_identical_ids"]
+__all__ = [
+    "Retrieval",
+    "RETRIEVAL_MODES",
+    "retrieval_mode",
+    "hybrid_weights",
+    "dense_run",
+    "sparse_run",
+    "hybrid_run",
+    "top_of_run",
+    "without_identical_ids",
+]
 
 TOP_K = 1000  # depth of the ranked lists the metrics see (recall@1000)
 RUN_DEPTH = 100  # depth of the run file kept beside the result
 SHARD_SIZE = 50_000  # documents encoded and searched at a time: memory stays bounded on any corpus
+HYBRID_WEIGHTS = (1.0, 0.1)  # (dense, sparse): mGTE's defaults (its gte_embedding.py)
+Run = dict[str, dict[str, float]]
+
+# The protocols each mode needs.
+RETRIEVAL_MODES: dict[str, tuple[type, ...]] = {
+    "dense": (Encoder,),
+    "sparse": (SparseEncoder,),
+    "hybrid": (Encoder, SparseEncoder),
+}
+
+
+def retrieval_mode(model: Any) -> str:
+    """The mode a (non-``Retriever``) model is searched in: its ``retrieval_mode``, else from its protocols.
+
+    Raises:
+        ZooError: an unknown mode, or a mode whose protocols the model lacks.
+    """
+    name, mode = model.card.name, getattr(model, "retrieval_mode", None)
+    if mode is None:
+        mode = "dense" if isinstance(model, Encoder) else "sparse"
+    if mode not in RETRIEVAL_MODES:
+        raise ZooError(f"model {name}: unknown retrieval mode {mode!r} (one of {', '.join(RETRIEVAL_MODES)})")
+    missing = [p.__name__ for p in RETRIEVAL_MODES[mode] if not isinstance(model, p)]
+    if missing:
+        raise ZooError(f"model {name}: {mode} retrieval needs {' and '.join(missing)}")
+    return mode
+
+
+def hybrid_weights(model: Any) -> tuple[float, float]:
+    """``(dense_weight, sparse_weight)`` of a hybrid model: its ``hybrid_weights``, else ``(1.0, 0.1)``."""
+    dense, sparse = getattr(model, "hybrid_weights", HYBRID_WEIGHTS)
+    return float(dense), float(sparse)
+
+
+def _as_run(queries: Mapping[str, str], doc_ids: list[str], scores: np.ndarray, idx: np.ndarray) -> Run:
+    """``(nq, k)`` scores and document rows -> ``{query_id: {doc_id: score}}``."""
+    return {
+        qid: {doc_ids[j]: float(s) for j, s in zip(idx[row], scores[row], strict=True)}
+        for row, qid in enumerate(queries)
+    }
 
 
 def dense_run(
     model: Encoder, queries: dict[str, str], corpus: dict[str, str], ctx: EvalContext, *, top_k: int = TOP_K
-) -> dict[str, dict[str, float]]:
+) -> Run:
     """Exact dense search of ``corpus`` for every query: ``{query_id: {doc_id: score}}``.
 
     The corpus is encoded and searched one shard of ``SHARD_SIZE`` documents at a time (the unit
@@ -33,11 +111,76 @@ def dense_run(
     acc = StreamingTopK(encode_texts(model, list(queries.values()), "query", ctx), top_k)
     for start in range(0, len(doc_ids), SHARD_SIZE):
         acc.add(encode_texts(model, [corpus[i] for i in doc_ids[start : start + SHARD_SIZE]], "document", ctx))
-    scores, idx = acc.result()
-    return {
-        qid: {doc_ids[j]: float(s) for j, s in zip(idx[row], scores[row], strict=True)}
-        for row, qid in enumerate(queries)
-    }
+    return _as_run(queries, doc_ids, *acc.result())
+
+
+def sparse_run(
+    model: SparseEncoder, queries: dict[str, str], corpus: dict[str, str], ctx: EvalContext, *, top_k: int = TOP_K
+) -> Run:
+    """Exact sparse search (dot products of term weights), shard by shard; hits scoring 0 are left out."""
+    doc_ids = list(corpus)
+    acc = SparseStreamingTopK(encode_sparse_texts(model, list(queries.values()), "query", ctx), top_k)
+    for start in range(0, len(doc_ids), SHARD_SIZE):
+        texts = [corpus[i] for i in doc_ids[start : start + SHARD_SIZE]]
+        acc.add(encode_sparse_texts(model, texts, "document", ctx))
+    run = _as_run(queries, doc_ids, *acc.result())
+    return {q: {d: s for d, s in docs.items() if s != 0.0} for q, docs in run.items()}
+
+
+def _unit_rows(emb: np.ndarray, model: Encoder) -> np.ndarray:
+    """``emb`` with unit rows (``encode_texts`` already normalises them when the card's similarity is cosine)."""
+    if getattr(model.card, "similarity", None) == "cosine":
+        return emb
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    return emb / np.where(norms == 0, 1, norms)
+
+
+def _weighted(dense: BlockScores, sparse: BlockScores, dense_weight: float, sparse_weight: float) -> BlockScores:
+    """The block scorer ``dense_weight * dense + sparse_weight * sparse``."""
+
+    def scores(rows: slice, doc_rows: slice) -> Any:
+        return dense_weight * dense(rows, doc_rows) + sparse_weight * sparse(rows, doc_rows)  # (nq', nd')
+
+    return scores
+
+
+def hybrid_run(
+    model: Any,
+    queries: dict[str, str],
+    corpus: dict[str, str],
+    ctx: EvalContext,
+    *,
+    top_k: int = TOP_K,
+    weights: tuple[float, float] | None = None,
+) -> Run:
+    """Exact hybrid search: ``dense_weight * cosine + sparse_weight * lexical`` over the whole corpus.
+
+    Every block of a shard is the weighted sum of its dense block (``q . d`` of unit embeddings) and its
+    sparse block, merged into one running top-k.
+
+    Args:
+        model: an ``Encoder`` and ``SparseEncoder``.
+        queries: query id to text.
+        corpus: document id to text.
+        ctx: the evaluation context (batch size, cache, timers).
+        top_k: results per query.
+        weights: ``(dense_weight, sparse_weight)``; default :func:`hybrid_weights` of the model.
+    """
+    dense_weight, sparse_weight = weights if weights is not None else hybrid_weights(model)
+    q_texts = list(queries.values())
+    dense = DenseScorer(_unit_rows(encode_texts(model, q_texts, "query", ctx), model))  # (nq, dim)
+    lexical = SparseScorer(encode_sparse_texts(model, q_texts, "query", ctx))  # (nq, V)
+    acc = TopKMerger(len(queries), top_k)
+    doc_ids = list(corpus)
+    for start in range(0, len(doc_ids), SHARD_SIZE):
+        texts = [corpus[i] for i in doc_ids[start : start + SHARD_SIZE]]
+        d_dense = dense.bind(_unit_rows(encode_texts(model, texts, "document", ctx), model))  # (nd, dim)
+        d_sparse = lexical.bind(encode_sparse_texts(model, texts, "document", ctx))  # (nd, V)
+        acc.add_blocks(len(texts), _weighted(d_dense, d_sparse, dense_weight, sparse_weight))
+    return _as_run(queries, doc_ids, *acc.result())
+
+
+_RUNS: dict[str, Callable[..., Run]] = {"dense": dense_run, "sparse": sparse_run, "hybrid": hybrid_run}
 
 
 def without_identical_ids(run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -52,11 +195,12 @@ def top_of_run(run: dict[str, dict[str, float]], depth: int = RUN_DEPTH) -> dict
 
 @task_type
 class Retrieval(Task):
-    """Dense (``Encoder``) or self-indexing (``Retriever``) retrieval over a BEIR-layout split."""
+    """Self-indexing (``Retriever``), dense (``Encoder``), sparse (``SparseEncoder``) or hybrid retrieval
+    over a BEIR-layout split (see the module docstring for the modes)."""
 
     type = "retrieval"
     main_score = "ndcg@10"
-    requires = (Retriever, Encoder)
+    requires = (Retriever, Encoder, SparseEncoder)
     metrics = ("ndcg@10", "ndcg@100", "map@100", "mrr@10", "recall@10", "recall@100", "recall@1000", "precision@10")
 
     def _evaluate_split(self, model: Any, data: RetrievalData, ctx: EvalContext) -> SplitOutput:
@@ -65,7 +209,7 @@ class Retrieval(Task):
         if isinstance(model, Retriever):
             run = model.retrieve(data.queries, data.corpus, top_k=TOP_K + ignore)
         else:
-            run = dense_run(model, data.queries, data.corpus, ctx, top_k=TOP_K + ignore)
+            run = _RUNS[retrieval_mode(model)](model, data.queries, data.corpus, ctx, top_k=TOP_K + ignore)
         if ignore:
             run = top_of_run(without_identical_ids(run), TOP_K)
         scores = evaluate_run(data.qrels, run, self.metrics)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,11 +13,12 @@ import pytest
 
 from harness.metrics import evaluate_run, higher_is_better
 from harness.tasks import TASK_TYPES, get_task
-from harness.tasks.base import EvalContext, encode_texts
+from harness.tasks.base import EvalContext, encode_sparse_texts, encode_texts
 from harness.tasks.classification import undersample
 from harness.tasks.pair_classification import best_threshold_scores
 from tests import taskdata
 from tests.taskdata import TableEncoder, TableRanker, unit
+from zoo.errors import ZooError
 from zoo.registry import ModelCard, create_model
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
@@ -157,6 +159,157 @@ def test_bm25_cannot_run_sts_but_can_run_retrieval(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="model bm25 cannot run sts task local/s: needs Encoder"):
         sts_task.evaluate(bm25, progress=False)
     assert get_task("local/r", tmp_path).evaluate(bm25, progress=False).scores["test"]["ndcg@10"] == pytest.approx(1.0)
+
+
+# Sparse and hybrid retrieval =====================================================================
+
+BOW_CARD = ModelCard(name="bow", family="tests", revision="r0", source="tests", similarity=None)
+
+
+class BagOfWords:
+    """A ``SparseEncoder`` only: the weight of a word is its count in the text x a fixed idf (1.0 if unlisted)."""
+
+    def __init__(self, idf: dict[str, float] | None = None, card: ModelCard = BOW_CARD) -> None:
+        self.card, self.idf = card, dict(idf or {})
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def encode_sparse(self, texts, *, kind="document", batch_size=32):  # noqa: ANN001, ANN201
+        self.calls.append((kind, list(texts)))
+        return [{w: c * self.idf.get(w, 1.0) for w, c in Counter(t.lower().split()).items()} for t in texts]
+
+
+class HybridBag(BagOfWords):
+    """``Encoder`` (test-random's hashing vectors) and ``SparseEncoder`` (bag of words), in a given mode."""
+
+    def __init__(self, dense, idf: dict[str, float], mode: str | None, weights=None) -> None:  # noqa: ANN001
+        super().__init__(idf, card=dense.card)
+        self.dense, self.retrieval_mode = dense, mode
+        if weights is not None:
+            self.hybrid_weights = weights
+
+    def encode(self, texts, *, kind="document", batch_size=32):  # noqa: ANN001, ANN201
+        return self.dense.encode(texts, kind=kind, batch_size=batch_size)
+
+
+def _lexical(q: dict[str, float], d: dict[str, float]) -> float:
+    return sum(w * d.get(t, 0.0) for t, w in q.items())
+
+
+def test_sparse_retrieval_hand_values(tmp_path: Path) -> None:
+    corpus = {"d1": "cat mat", "d2": "cat", "d3": "dog", "d4": "bird"}
+    queries = {"q1": "cat mat", "q2": "dog dog", "q3": "fish"}
+    taskdata.beir(tmp_path / "r", corpus, queries, {"q1": {"d2": 1}, "q2": {"d3": 1}, "q3": {"d4": 1}})
+    taskdata.sts_folder(tmp_path / "s")
+    model = BagOfWords({"mat": 2.0, "dog": 1.5})
+    task = get_task("local/r", tmp_path)
+    assert task.supports(model) and not get_task("local/s", tmp_path).supports(model)  # sparse only: no STS
+    out = task.evaluate(model, progress=False)
+    # q1 {cat: 1, mat: 2}: d1 1 + 4 = 5, d2 1; q2 {dog: 3}: d3 4.5; q3: no shared term, nothing retrieved
+    assert out.runs["test"] == {"q1": {"d1": 5.0, "d2": 1.0}, "q2": {"d3": 4.5}, "q3": {}}
+    assert out.scores["test"]["ndcg@10"] == pytest.approx((1 / math.log2(3) + 1 + 0) / 3)
+    assert out.scores["test"]["mrr@10"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert out.timings["texts_encoded"] == 3 + 4 and "texts_cached" not in out.timings
+    assert {kind for kind, _ in model.calls} == {"query", "document"}
+    assert model.calls[0] == ("query", ["cat mat", "dog dog", "fish"])  # unique texts, longest first
+
+
+def _random_retrieval(folder: Path, seed: int = 5) -> tuple[dict[str, str], dict[str, str], dict]:
+    rng = np.random.default_rng(seed)
+    vocab = [f"w{i}" for i in range(40)]
+    corpus = {f"d{i}": " ".join(rng.choice(vocab, 6)) for i in range(60)}
+    queries = {f"q{i}": " ".join(rng.choice(vocab, 3)) for i in range(12)}
+    qrels = {q: {f"d{j}": int(rng.integers(0, 3)) for j in rng.choice(60, 4, replace=False)} for q in queries}
+    taskdata.beir(folder, corpus, queries, qrels)
+    return corpus, queries, qrels
+
+
+IDF = {f"w{i}": 1.0 + i / 10 for i in range(40)}
+
+
+@pytest.fixture
+def small_shards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retrieval encodes and searches the corpus 17 documents at a time."""
+    from harness.tasks import retrieval
+
+    monkeypatch.setattr(retrieval, "SHARD_SIZE", 17)
+
+
+@pytest.mark.usefixtures("small_shards")
+def test_sparse_retrieval_matches_brute_force_and_pytrec(tmp_path: Path) -> None:
+    corpus, queries, qrels = _random_retrieval(tmp_path / "r")
+    model = BagOfWords(IDF)
+    out = _evaluate(tmp_path, "r", model)
+    q_w, d_w = model.encode_sparse(list(queries.values())), model.encode_sparse(list(corpus.values()))
+    brute = {
+        q: {d: s for d, dw in zip(corpus, d_w, strict=True) if (s := _lexical(qw, dw)) != 0}
+        for q, qw in zip(queries, q_w, strict=True)
+    }
+    ref = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10", "recall_100"}).evaluate(brute)
+    for metric, measure in [("ndcg@10", "ndcg_cut_10"), ("recall@100", "recall_100")]:
+        expected = float(np.mean([v[measure] for v in ref.values()]))
+        assert out.scores["test"][metric] == pytest.approx(expected, abs=1e-6), metric
+    for q in queries:
+        assert set(out.runs["test"][q]) == set(brute[q])
+        assert out.runs["test"][q] == pytest.approx(brute[q], rel=1e-6)
+
+
+@pytest.mark.usefixtures("small_shards")
+def test_hybrid_retrieval_limits_and_brute_force(tmp_path: Path, hashing) -> None:
+    corpus, queries, _ = _random_retrieval(tmp_path / "r", seed=6)
+
+    def run(mode: str | None, weights=None) -> tuple[dict, dict]:  # noqa: ANN001
+        out = _evaluate(tmp_path, "r", HybridBag(hashing, IDF, mode, weights))
+        return out.runs["test"], out.scores["test"]
+
+    dense, sparse = run(None), run("sparse")  # no retrieval_mode: an Encoder is searched dense
+    assert dense == run("dense")
+    only_dense, only_sparse = run("hybrid", (1.0, 0.0)), run("hybrid", (0.0, 1.0))
+    for q in queries:  # the same ranking and the same scores (to the bit)
+        assert list(only_dense[0][q].items()) == list(dense[0][q].items())
+        assert [(d, s) for d, s in only_sparse[0][q].items() if s != 0] == list(sparse[0][q].items())
+    assert only_dense[1] == dense[1]
+    assert run("hybrid") == run("hybrid", (1.0, 0.1))  # default weights: mGTE's
+
+    mixed, _ = run("hybrid", (0.7, 0.3))
+    ids = list(corpus)
+    cos = _cos(hashing, *zip(*[(queries[q], corpus[d]) for q in queries for d in ids], strict=True)).reshape(12, 60)
+    model = BagOfWords(IDF)
+    q_w, d_w = model.encode_sparse(list(queries.values())), model.encode_sparse(list(corpus.values()))
+    lex = np.array([[_lexical(qw, dw) for dw in d_w] for qw in q_w])  # (12, 60)
+    full = 0.7 * cos + 0.3 * lex
+    for i, q in enumerate(queries):
+        order = np.argsort(-full[i], kind="stable")
+        assert list(mixed[q]) == [ids[j] for j in order]
+        np.testing.assert_allclose([mixed[q][ids[j]] for j in order], full[i, order], rtol=1e-5, atol=1e-5)
+
+
+def test_retrieval_mode_errors(tmp_path: Path, hashing) -> None:
+    taskdata.retrieval_folder(tmp_path / "r")
+    with pytest.raises(ZooError, match="^model test-random: unknown retrieval mode 'bm25' \\(one of dense, sparse"):
+        _evaluate(tmp_path, "r", HybridBag(hashing, {}, "bm25"))
+    encoder = TableEncoder({})
+    encoder.retrieval_mode = "hybrid"
+    with pytest.raises(ZooError, match="^model table: hybrid retrieval needs SparseEncoder$"):
+        _evaluate(tmp_path, "r", encoder)
+    bag = BagOfWords()
+    bag.retrieval_mode = "dense"
+    with pytest.raises(ZooError, match="^model bow: dense retrieval needs Encoder$"):
+        _evaluate(tmp_path, "r", bag)
+
+
+def test_encode_sparse_texts_dedups_sorts_restores_order_and_drops_non_finite() -> None:
+    class Weights(BagOfWords):
+        def encode_sparse(self, texts, *, kind="document", batch_size=32):  # noqa: ANN001, ANN201
+            out = super().encode_sparse(texts, kind=kind, batch_size=batch_size)
+            return [{**w, "nan": float("nan")} if "bad" in t else w for t, w in zip(texts, out, strict=True)]
+
+    model = Weights({"a": 2.0})
+    ctx = EvalContext("t", progress=False)
+    out = encode_sparse_texts(model, ["a b", "bad a", "a b", "c"], "query", ctx)
+    assert model.calls == [("query", ["bad a", "a b", "c"])]
+    assert out == [{"a": 2.0, "b": 1.0}, {"bad": 1.0, "a": 2.0}, {"a": 2.0, "b": 1.0}, {"c": 1.0}]
+    assert ctx.timings["texts_encoded"] == 3 and ctx.timings["texts_nonfinite"] == 1 and ctx.timings["encode_s"] >= 0
+    assert encode_sparse_texts(model, [], "document", ctx) == []
 
 
 # Reranking =======================================================================================

@@ -493,6 +493,65 @@ def test_runs_in_the_harness(tiny_data: Path, tmp_path: Path) -> None:
     assert all(np.isfinite(r.get_score()) and r.model_card["family"] == "mgte" for r in records)
 
 
+def test_retrieval_modes_run_in_the_harness(tiny_data: Path, tmp_path: Path) -> None:
+    kw = dict(results_dir=tmp_path / "r", data_dir=tiny_data, progress=False, cache_dir=tmp_path / "c")
+    records = {
+        mode: harness.evaluate("test-mgte", ["local/retrieval"], model_kwargs={"mode": mode}, **kw)[0]
+        for mode in ("dense", "sparse", "hybrid")
+    }
+    assert [r.revision for r in records.values()] == ["seed-0+mode-dense", "seed-0+mode-sparse", "seed-0+mode-hybrid"]
+    assert all(0 <= r.get_score() <= 1 for r in records.values())
+    assert all(
+        r.task_options == records["dense"].task_options for r in records.values()
+    )  # the mode is not a task option
+    assert {p.parent.name for p in (tmp_path / "r" / "test-mgte").glob("*/local")} == {
+        f"seed-0+mode-{m}" for m in records
+    }
+    dense, hybrid = records["dense"].runtime, records["hybrid"].runtime
+    assert hybrid["texts_encoded"] == 2 * dense["texts_encoded"]  # dense (cached from now on) + sparse (never)
+
+
+def test_hybrid_mode_ranks_by_hybrid_scores(tiny_data: Path) -> None:
+    enc = create_model("test-mgte", mode="hybrid", dense_weight=0.5, sparse_weight=0.3)
+    assert (enc.retrieval_mode, enc.hybrid_weights) == ("hybrid", (0.5, 0.3))
+    task = harness.get_task("local/retrieval", tiny_data)
+    data, run = task.load("test"), task.evaluate(enc, progress=False).runs["test"]
+    (qd, qs), (dd, ds) = (
+        enc.encode_hybrid(list(data.queries.values()), kind="query"),
+        enc.encode_hybrid(list(data.corpus.values())),
+    )
+    full = hybrid_scores(qd, dd, qs, ds, dense_weight=0.5, sparse_weight=0.3)  # (Q, N)
+    for i, q in enumerate(data.queries):
+        expected = {d: float(full[i, j]) for j, d in enumerate(data.corpus)}
+        assert run[q] == pytest.approx(expected, abs=1e-5)
+
+
+def test_mode_options_are_validated_and_known_before_loading(
+    tiny: MGTEEncoder, tiny_data: Path, tmp_path: Path
+) -> None:
+    assert (tiny.retrieval_mode, tiny.hybrid_weights) == ("dense", (1.0, 0.1))
+    lazy = create_model("test-mgte", lazy=True, mode="sparse", sparse_weight=1)
+    assert not lazy.loaded and (lazy.retrieval_mode, lazy.hybrid_weights) == ("sparse", (0.1 * 10, 1.0))
+    assert isinstance(lazy, SparseEncoder) and isinstance(lazy, Encoder)
+    bad = [
+        ({"mode": "bm25"}, "unknown mode 'bm25' (one of dense, sparse, hybrid)"),
+        ({"sparse_weight": "x"}, "sparse_weight 'x' is not a finite number"),
+        ({"dense_weight": float("nan")}, "dense_weight nan is not a finite number"),
+    ]
+    for kwargs, message in bad:
+        for is_lazy in (False, True):
+            with pytest.raises(ZooError) as err:
+                create_model("test-mgte", lazy=is_lazy, **kwargs)
+            assert str(err.value) == message
+    with pytest.raises(ZooError, match="^unknown mode 'bm25'"):
+        harness.evaluate(
+            "test-mgte", ["local/retrieval"], results_dir=tmp_path, data_dir=tiny_data, model_kwargs={"mode": "bm25"}
+        )
+    no_head = MGTEModel(tiny.model.config, tiny.model.tokenizer)
+    with pytest.raises(ZooError, match="^test-mgte: mode 'hybrid' needs a sparse head"):
+        no_head.as_encoder(tiny.card, mode="hybrid")
+
+
 def test_trains_through_the_engine(tiny: MGTEEncoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.zoo.train.conftest import make_data
     from zoo.train import train

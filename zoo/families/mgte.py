@@ -21,6 +21,8 @@ Notable features:
   (Matryoshka), then L2-normalised; sparse embedding = ``relu(classifier(h_t))`` per token with special
   tokens dropped and the max weight kept per repeated token (``NewForTokenClassification`` with one
   label); hybrid score = ``dense_weight * cos + sparse_weight * lexical`` (upstream defaults 1.0 / 0.1);
+- ``MGTEEncoder(mode="dense" | "sparse" | "hybrid", dense_weight=, sparse_weight=)`` (factory options, e.g.
+  ``--model-kwarg mode=hybrid``) sets ``retrieval_mode`` / ``hybrid_weights``, which harness retrieval searches by;
 - reranker = ``classifier(tanh(pooler.dense(h_first)))`` over the tokenizer's pair encoding
   (``NewForSequenceClassification`` with one label);
 - the fast CPU path of zoo.families.gte (length-sorted token batches, inference_mode, bf16 autocast,
@@ -33,6 +35,7 @@ Weights: ``gte-multilingual-base.alibaba`` and ``gte-multilingual-reranker-base.
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -570,6 +573,9 @@ class _Runner:
             )
 
 
+_MODES = ("dense", "sparse", "hybrid")  # retrieval modes of MGTEEncoder (harness.tasks.retrieval's)
+
+
 class MGTEEncoder(_Runner):
     """The ``Encoder`` and ``SparseEncoder`` protocols over an :class:`MGTEModel` (the fast path of GTEEncoder).
 
@@ -580,6 +586,10 @@ class MGTEEncoder(_Runner):
         threads: torch threads during a call; None picks the cores other processes leave free.
         max_batch_tokens: padded tokens per forward pass at most.
         dim: Matryoshka width of the dense embeddings (default: the model's).
+        mode: how retrieval tasks search with it (``retrieval_mode``): ``"dense"``, ``"sparse"`` (the sparse
+            head's term weights) or ``"hybrid"`` (``dense_weight * cos + sparse_weight * lexical``).
+        dense_weight: the hybrid weight of the cosine (upstream default 1.0).
+        sparse_weight: the hybrid weight of the lexical score (upstream default 0.1).
 
     Example:
         >>> enc = create_model("test-mgte")
@@ -587,11 +597,44 @@ class MGTEEncoder(_Runner):
         ((1, 64), ['a', 'cat'])
     """
 
-    def __init__(self, card: ModelCard, model: MGTEModel, *, dim: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        card: ModelCard,
+        model: MGTEModel,
+        *,
+        dim: int | None = None,
+        mode: str = "dense",
+        dense_weight: float = 1.0,
+        sparse_weight: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
+        retrieval = self.lazy_attributes(mode=mode, dense_weight=dense_weight, sparse_weight=sparse_weight)
         super().__init__(card, model, **kwargs)
         if dim is not None and not 0 < dim <= model.config.hidden_size:
             raise ZooError(f"dim {dim} is not between 1 and hidden_size {model.config.hidden_size}")
+        if mode != "dense" and model.sparse_head is None:
+            raise ZooError(f"{card.name}: mode {mode!r} needs a sparse head; this model has none")
         self.dim = dim or model.embed_dim
+        self.retrieval_mode: str = retrieval["retrieval_mode"]
+        self.hybrid_weights: tuple[float, float] = retrieval["hybrid_weights"]
+
+    @staticmethod
+    def lazy_attributes(
+        *, mode: str = "dense", dense_weight: float = 1.0, sparse_weight: float = 0.1, **_: Any
+    ) -> dict[str, Any]:
+        """``retrieval_mode`` and ``hybrid_weights`` from the factory options, validated, without building the
+        model (the registry's lazy stand-in carries them; other options are ignored).
+
+        Raises:
+            ZooError: an unknown mode or a weight that is not a finite number.
+        """
+        if mode not in _MODES:
+            raise ZooError(f"unknown mode {mode!r} (one of {', '.join(_MODES)})")
+        weights = {"dense_weight": dense_weight, "sparse_weight": sparse_weight}
+        for key, value in weights.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ZooError(f"{key} {value!r} is not a finite number")
+        return {"retrieval_mode": mode, "hybrid_weights": (float(dense_weight), float(sparse_weight))}
 
     def encode(self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int = 32) -> np.ndarray:
         """See ``zoo.protocols.Encoder``: ``(len(texts), dim)`` float32, L2-normalised."""
