@@ -322,6 +322,18 @@ class MGTEModel(nn.Module):
         """Width of the dense embeddings."""
         return self.dim or self.config.hidden_size
 
+    @property
+    def head_outputs(self) -> tuple[str, ...]:
+        """The outputs :meth:`heads` can give with this model's heads (``zoo.train`` checks losses against it)."""
+        return ("dense",) + ("sparse",) * (self.sparse_head is not None) + ("rerank",) * (self.rerank_head is not None)
+
+    @property
+    def special_token_ids(self) -> tuple[int, ...]:
+        """Ids whose sparse weights never count (cls/sep/eos/pad/unk, as upstream's ``gte_embedding``)."""
+        tok = self.tokenizer
+        ids = {tok.cls_token_id, tok.sep_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id}
+        return tuple(sorted(i for i in ids if i is not None))
+
     # Forward -------------------------------------------------------------------------------------
 
     def token_states(
@@ -681,7 +693,7 @@ class MGTEEncoder(_Runner):
 
     def _term_weights(self, ids: Sequence[int], weights: np.ndarray, decoded: dict[int, str]) -> dict[str, float]:
         tok = self.model.tokenizer
-        special = {tok.cls_token_id, tok.sep_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id}
+        special = set(self.model.special_token_ids)
         out: dict[str, float] = {}
         for token_id, w in zip(ids, weights[: len(ids)].tolist(), strict=True):
             if token_id in special or w <= 0:

@@ -13,14 +13,23 @@ name               batch columns                data formats
 ``cosent``         sentence1, sentence2, score  scored
 ``mse-distill``    text, teacher                texts
 ``cosine-distill`` text, teacher                texts
+``mrl-infonce``    query, positive, negatives?  pairs, triplets
+``mgte``           query, positive, negatives?  pairs, triplets (dense + sparse outputs)
 =================  ===========================  ==========================================
 
-Shapes: ``B`` examples, ``D`` dimensions, ``K`` hard negatives per example, ``N = B + B*K`` documents.
+A loss declares the model outputs it needs (``outputs``, default ``("dense",)``). A dense-only loss gets
+one ``(n, D)`` tensor per text column; a loss that also needs ``"sparse"`` gets an :class:`Encoded` per
+column (the dense embeddings and the :class:`TokenWeights` of the same forward pass), which the trainer
+asks of the model through its ``heads(**batch, outputs=...)``.
+
+Shapes: ``B`` examples, ``D`` dimensions, ``K`` hard negatives per example, ``N = B + B*K`` documents,
+``T`` tokens per text (padded), ``U`` distinct token ids of a batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -35,6 +44,11 @@ __all__ = [
     "CoSENTLoss",
     "MSEDistillationLoss",
     "CosineDistillationLoss",
+    "MRLInfoNCELoss",
+    "MGTEHybridLoss",
+    "TokenWeights",
+    "Encoded",
+    "lexical_score_matrix",
     "LOSSES",
     "create_loss",
 ]
@@ -49,6 +63,11 @@ _CITE_DISTILL = (
     "Reimers & Gurevych (2020), Making Monolingual Sentence Embeddings Multilingual using Knowledge Distillation, "
     "EMNLP."
 )
+_CITE_MRL = "Kusupati et al. (2022), Matryoshka Representation Learning, NeurIPS, arXiv:2205.13147."
+_CITE_MGTE = (
+    "Zhang et al. (2024), mGTE: Generalized Long-Context Text Representation and Reranking Models for "
+    "Multilingual Text Retrieval, EMNLP Industry Track, arXiv:2407.19669."
+)
 
 
 class Loss(torch.nn.Module):
@@ -61,6 +80,7 @@ class Loss(torch.nn.Module):
     formats: ClassVar[tuple[str, ...]]
     defaults: ClassVar[dict[str, Any]]
     citation: ClassVar[str]
+    outputs: ClassVar[tuple[str, ...]] = ("dense",)  # model outputs per text column; beyond dense: Encoded
 
     def __init__(self, hyperparams: Mapping[str, Any] | None = None) -> None:
         super().__init__()
@@ -234,8 +254,193 @@ def _same_width(student: torch.Tensor, teacher: torch.Tensor, name: str) -> None
         raise ZooError(f"loss {name!r}: student embeddings {tuple(student.shape)} != teacher {tuple(teacher.shape)}")
 
 
+# MULTI-OUTPUT EMBEDDINGS =========================================================================
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenWeights:
+    """Lexical token weights of a batch of texts (a sparse embedding per text, kept token-aligned).
+
+    ``ids`` and ``weights`` have the same shape ``(..., T)``: a text's token ids and their weights, 0 at
+    tokens that do not count (pads, special tokens). A text's bag of words is ``{id: max weight}``.
+    """
+
+    ids: torch.Tensor  # (..., T) int64
+    weights: torch.Tensor  # (..., T) float32, >= 0
+
+    @classmethod
+    def from_heads(cls, ids: torch.Tensor, weights: torch.Tensor, special_ids: Sequence[int]) -> TokenWeights:
+        """A model's per-token weights with the special tokens dropped: ``(n, T), (n, T) -> TokenWeights``."""
+        special = torch.as_tensor(list(special_ids), dtype=ids.dtype, device=ids.device)  # (S,)
+        return cls(ids, weights.masked_fill(torch.isin(ids, special), 0.0))
+
+    def flat(self) -> TokenWeights:
+        """Every text on one axis: ``(..., T) -> (n, T)``."""
+        t = self.ids.shape[-1]
+        return TokenWeights(self.ids.reshape(-1, t), self.weights.reshape(-1, t))
+
+    def padded(self, width: int) -> TokenWeights:
+        """Zero-weight tokens (id 0) appended up to ``width``: ``(n, T) -> (n, width)``."""
+        extra = width - self.ids.shape[-1]
+        return TokenWeights(F.pad(self.ids, (0, extra)), F.pad(self.weights, (0, extra))) if extra else self
+
+    @staticmethod
+    def cat(parts: Sequence[TokenWeights]) -> TokenWeights:
+        """The texts of all parts in order, padded to the widest: ``[(n_i, T_i)] -> (sum n_i, max T_i)``."""
+        width = max(p.ids.shape[-1] for p in parts)
+        padded = [p.padded(width) for p in parts]
+        return TokenWeights(torch.cat([p.ids for p in padded]), torch.cat([p.weights for p in padded]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoded:
+    """One text column's outputs of one forward pass: dense embeddings and (optionally) token weights."""
+
+    dense: torch.Tensor  # (..., D)
+    sparse: TokenWeights | None = None  # (..., T)
+
+
+def lexical_score_matrix(queries: TokenWeights, docs: TokenWeights) -> torch.Tensor:
+    """BGE-M3 / mGTE lexical scores ``s(q, d) = sum_{t in q & d} w_q(t) * w_d(t)``: ``(M, T1), (N, T2) -> (M, N)``.
+
+    Each text's bag keeps the largest weight of a repeated token id. The bags live on a batch-local
+    vocabulary, the ``U`` distinct ids of both sides, so the cost is ``(M + N) * U`` whatever the
+    tokenizer's vocabulary size. Differentiable with respect to both weight tensors.
+    """
+    q, d = queries.flat(), docs.flat()
+    vocab, inverse = torch.unique(torch.cat([q.ids.reshape(-1), d.ids.reshape(-1)]), return_inverse=True)  # (U,)
+    split = q.ids.numel()
+    q_bags = _bags(inverse[:split].view_as(q.ids), q.weights, len(vocab))  # (M, U)
+    d_bags = _bags(inverse[split:].view_as(d.ids), d.weights, len(vocab))  # (N, U)
+    return q_bags @ d_bags.T  # (M, N)
+
+
+def _bags(index: torch.Tensor, weights: torch.Tensor, size: int) -> torch.Tensor:
+    """Max-pool token weights per id: ``index (n, T)`` into ``[0, size)``, ``weights (n, T) -> (n, size)``."""
+    base = weights.new_zeros(weights.shape[0], size)  # weights are >= 0: including the zero base changes nothing
+    return base.scatter_reduce(1, index, weights, reduce="amax", include_self=True)
+
+
+# MATRYOSHKA AND mGTE =============================================================================
+
+
+def _infonce_logits_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of ``(B, N)`` logits whose target for row ``i`` is column ``i`` (its positive)."""
+    return F.cross_entropy(logits, torch.arange(logits.shape[0], device=logits.device))
+
+
+def _mrl_widths(dims: Sequence[int], width: int) -> list[int]:
+    """``dims`` clipped to the embedding width, duplicates dropped, in increasing order."""
+    if not dims or any(int(d) <= 0 for d in dims):
+        raise ZooError(f"dims {list(dims)!r}: expected a non-empty list of positive widths")
+    return sorted({min(int(d), width) for d in dims})
+
+
+class MRLInfoNCELoss(Loss):
+    """Matryoshka InfoNCE: the InfoNCE of ``infonce`` on the first ``d`` features, for every ``d`` in ``dims``.
+
+    For each width ``d`` the embeddings are cut to their first ``d`` features and re-normalised; each
+    query is scored against every document of the batch (in-batch and hard negatives) with cosine / t::
+
+        L = sum_{d in dims} mean_i -log softmax_j(cos(q_i[:d], doc_j[:d]) / t)[i]
+
+    Hyper-parameters:
+        temperature: 0.05 (as ``infonce``; mGTE's exact value: [paper?], not verified).
+        dims: ``[32, 64, 128, 256, 512, 768]``, the Matryoshka widths; each is clipped to the embedding
+            width (duplicates dropped), so a 64-d model trains at 32 and 64.
+        reduction: ``"sum"`` (default; Matryoshka's objective with equal weights c_m = 1, and mGTE's
+            "summed over dims" as FAMILIES.md reads it) or ``"mean"`` (loss scale independent of the number
+            of widths).
+
+    Example:
+        >>> loss = MRLInfoNCELoss({"dims": [2, 4]})
+        >>> loss(query=torch.randn(3, 8), positive=torch.randn(3, 8)).shape
+        torch.Size([])
+    """
+
+    name = "mrl-infonce"
+    formats = ("pairs", "triplets")
+    defaults: ClassVar[dict[str, Any]] = {
+        "temperature": 0.05,
+        "dims": [32, 64, 128, 256, 512, 768],
+        "reduction": "sum",
+    }
+    citation = f"{_CITE_MRL} {_CITE_INFONCE}"
+
+    def __init__(self, hyperparams: Mapping[str, Any] | None = None) -> None:
+        super().__init__(hyperparams)
+        if self.hparams["reduction"] not in ("sum", "mean"):
+            raise ZooError(f"loss {self.name!r}: reduction {self.hparams['reduction']!r} is not 'sum' or 'mean'")
+        _mrl_widths(self.hparams["dims"], 1)  # validates the list
+
+    def forward(
+        self, query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``query (B, D), positive (B, D), negatives (B, K, D) | None -> ()``."""
+        docs = _docs(positive, negatives)  # (N, D)
+        widths = _mrl_widths(self.hparams["dims"], query.shape[-1])
+        t = self.hparams["temperature"]
+        losses = [_infonce_logits_loss(_cos(query[:, :d], docs[:, :d]) / t) for d in widths]  # each ()
+        total = torch.stack(losses).sum()
+        return total / len(widths) if self.hparams["reduction"] == "mean" else total
+
+
+class MGTEHybridLoss(MRLInfoNCELoss):
+    """mGTE's TRM objective: Matryoshka dense InfoNCE + ``sparse_weight`` x InfoNCE over lexical scores.
+
+    From one forward pass per text, the dense embeddings train as :class:`MRLInfoNCELoss`, and the token
+    weights train with InfoNCE over the lexical scores of :func:`lexical_score_matrix` (each query against
+    every document of the batch, hard negatives included)::
+
+        L = L_dense(MRL) + lambda * L_sparse,  L_sparse = mean_i -log softmax_j(s_lex(q_i, doc_j) / t_sparse)[i]
+
+    Hyper-parameters (those of ``mrl-infonce``, plus):
+        sparse_weight: lambda, 0.1 ([paper?]: not verified; 0.1 is also upstream's default sparse weight of
+            the hybrid score at inference).
+        sparse_temperature: 1.0. Lexical scores are unnormalised dot products of ReLU weights, so a
+            temperature only sets the scale the weights settle at (scaling the head by c scales scores by
+            c^2); at t = 1 the scores land about 1/0.05 = 20x the scale of cosines trained at t = 0.05, the
+            regime in which upstream's inference mix ``1.0 * cos + 0.1 * s_lex`` weighs both alike.
+
+    Example:
+        >>> tw = TokenWeights(torch.tensor([[5, 6], [6, 7]]), torch.rand(2, 2))
+        >>> MGTEHybridLoss()(query=Encoded(torch.randn(2, 8), tw), positive=Encoded(torch.randn(2, 8), tw)).shape
+        torch.Size([])
+    """
+
+    name = "mgte"
+    outputs = ("dense", "sparse")
+    defaults: ClassVar[dict[str, Any]] = {
+        **MRLInfoNCELoss.defaults,
+        "sparse_weight": 0.1,
+        "sparse_temperature": 1.0,
+    }
+    citation = f"{_CITE_MGTE} {_CITE_MRL}"
+
+    def forward(  # type: ignore[override]
+        self, query: Encoded, positive: Encoded, negatives: Encoded | None = None
+    ) -> torch.Tensor:
+        """Mean loss: ``query``, ``positive`` dense ``(B, D)`` + sparse ``(B, T)``; ``negatives`` ``(B, K, D | T)``."""
+        for col, value in (("query", query), ("positive", positive), ("negatives", negatives)):
+            if value is not None and (not isinstance(value, Encoded) or value.sparse is None):
+                raise ZooError(f"loss {self.name!r}: column {col!r} lacks token weights (a model with a sparse head?)")
+        dense = super().forward(query.dense, positive.dense, None if negatives is None else negatives.dense)
+        docs = positive.sparse if negatives is None else TokenWeights.cat([positive.sparse, negatives.sparse.flat()])
+        logits = lexical_score_matrix(query.sparse, docs) / self.hparams["sparse_temperature"]  # (B, N)
+        return dense + self.hparams["sparse_weight"] * _infonce_logits_loss(logits)
+
+
 LOSSES: dict[str, type[Loss]] = {
-    cls.name: cls for cls in (GTEContrastiveLoss, InfoNCELoss, CoSENTLoss, MSEDistillationLoss, CosineDistillationLoss)
+    cls.name: cls
+    for cls in (
+        GTEContrastiveLoss,
+        InfoNCELoss,
+        CoSENTLoss,
+        MSEDistillationLoss,
+        CosineDistillationLoss,
+        MRLInfoNCELoss,
+        MGTEHybridLoss,
+    )
 }
 
 

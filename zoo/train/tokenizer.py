@@ -15,7 +15,7 @@ from typing import Any
 
 from zoo.errors import ZooError
 
-__all__ = ["corpus_texts", "train_wordpiece", "write_bert_scratch", "SCRATCH", "SPECIAL_TOKENS"]
+__all__ = ["corpus_texts", "train_wordpiece", "write_bert_scratch", "write_mgte_scratch", "SCRATCH", "SPECIAL_TOKENS"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -106,5 +106,46 @@ def write_bert_scratch(folder: Path, tokenizer: Any, cfg: Any, *, seed: int) -> 
     return folder
 
 
+# RoPE base of scratch mGTE models: the paper's first pre-training stage (MLM-2048) uses 10,000; the released
+# 8192-token models use 160,000, which only matters for contexts far longer than a scratch model's.
+MGTE_SCRATCH_ROPE_THETA = 10000.0
+# Initial bias of a scratch model's sparse head. The last hidden states of a random model share a large common
+# direction, so with a zero bias ReLU(w.h) can be 0 for every token (it is for seed 0 of mgte/tiny-scratch): a dead
+# head that never gets a gradient. With bias 1 every token starts near weight 1, i.e. lexical scores start as
+# counts of shared tokens, and the mgte loss moves them from there.
+MGTE_SCRATCH_SPARSE_BIAS = 1.0
+
+
+def write_mgte_scratch(folder: Path, tokenizer: Any, cfg: Any, *, seed: int) -> Path:
+    """Write a randomly initialised mGTE (``MGTEModel.from_config``, seeded) with its sparse head, and its tokenizer.
+
+    The architecture is mGTE's "transformer++" at the sizes of ``cfg`` (a ``ScratchConfig``): RoPE with base
+    ``MGTE_SCRATCH_ROPE_THETA``, GeGLU, post-LayerNorm, hidden dropout ``cfg.dropout`` and no attention-probability
+    dropout (as mGTE), one token type; the sparse head (``Linear(H, 1)``, bias ``MGTE_SCRATCH_SPARSE_BIAS``) is there
+    so the ``mgte`` loss can train it.
+    """
+    from zoo.families.mgte import MGTEConfig, MGTEModel
+
+    config = MGTEConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=0.0,
+        max_position_embeddings=cfg.max_position,
+        rope_theta=MGTE_SCRATCH_ROPE_THETA,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    import torch
+
+    tokenizer.model_max_length = cfg.max_position
+    model = MGTEModel.from_config(config, tokenizer, seed=seed, sparse_head=True, max_tokens=cfg.max_position)
+    with torch.no_grad():
+        model.sparse_head.bias.fill_(MGTE_SCRATCH_SPARSE_BIAS)
+    return model.save_pretrained(folder)
+
+
 # family -> writer(folder, tokenizer, ScratchConfig, seed=...) of a random-init folder its from_pretrained loads
-SCRATCH: dict[str, Callable[..., Path]] = {"gte": write_bert_scratch}
+SCRATCH: dict[str, Callable[..., Path]] = {"gte": write_bert_scratch, "mgte": write_mgte_scratch}

@@ -9,6 +9,11 @@ A run executes the stages of a recipe (``zoo.train.config``) in order on one mod
 - GradCache (``grad_cache_chunk``): embed the batch in chunks without a graph, take the loss and its
   gradient with respect to the embeddings, then re-embed chunk by chunk with the saved RNG state and
   back-propagate those gradients, so a batch larger than memory allows gets the same gradient;
+- multi-output losses (``Loss.outputs``, e.g. mGTE's dense + sparse ``mgte``): the texts are embedded by
+  the model's ``heads(**batch, outputs=...)`` (one pass for all outputs) into ``losses.Encoded`` values
+  (dense ``(n, D)`` + ``TokenWeights`` ``(n, T)``, special tokens dropped), which GradCache and the
+  all-gather handle like tensors (token weights are padded to a common width first); a model without
+  the outputs fails before training;
 - ``torchrun`` data parallelism (gloo on CPU): every rank draws the same global batch and embeds its
   slice; embeddings are all-gathered (this rank's slice keeps its graph), every rank computes the
   loss of the whole batch, so in-batch negatives span ranks, and gradients are summed across ranks
@@ -51,7 +56,7 @@ import torch.distributed as tdist
 from zoo.errors import ZooError
 from zoo.train.config import RUN_CONTROL, StageConfig, TrainConfig, load_recipe, to_dict, to_toml
 from zoo.train.data import MultiTaskSampler, SourceConfig, TrainSource, load_source, sha256_file
-from zoo.train.losses import Loss, create_loss
+from zoo.train.losses import Encoded, Loss, TokenWeights, create_loss
 from zoo.train.tokenizer import SCRATCH, corpus_texts, train_wordpiece
 from zoo.trained import MODEL_CLASSES, TRAIN_RECORD, WEIGHTS, load_model_class, models_dir
 
@@ -263,6 +268,7 @@ class _Stage:
                     f"stage {self.cfg.name!r}, source {src.name!r}: loss {name!r} trains on "
                     f"{' or '.join(loss.formats)}, not {src.format}"
                 )
+            _check_outputs(model, loss, f"stage {self.cfg.name!r}, source {src.name!r}")
             self.losses.append(loss)
         self.sampler = MultiTaskSampler(
             self.sources, self.cfg.batch_size, alpha=self.cfg.alpha, seed=cfg.seed * 1000 + index
@@ -280,10 +286,81 @@ class _Stage:
         return [{"stage": self.cfg.name, **src.record()} for src in self.sources]
 
 
-def _embed(model: Any, texts: list[str], max_length: int, bf16: bool) -> torch.Tensor:
+_DENSE = ("dense",)
+_MULTI_OUTPUTS = ("dense", "sparse")  # what Encoded holds
+
+
+def _check_outputs(model: Any, loss: Loss, where: str) -> None:
+    """Fail before training when ``loss`` needs outputs ``model`` cannot give (from one ``heads`` pass)."""
+    if loss.outputs == _DENSE:
+        return
+    unknown = [o for o in loss.outputs if o not in _MULTI_OUTPUTS]
+    if unknown:
+        raise ZooError(f"{where}: loss {loss.name!r} needs output {unknown[0]!r}, which the trainer cannot embed")
+    has_heads = callable(getattr(model, "heads", None))
+    available = tuple(getattr(model, "head_outputs", _DENSE)) if has_heads else _DENSE
+    missing = [o for o in loss.outputs if o not in available]
+    if missing:
+        raise ZooError(
+            f"{where}: loss {loss.name!r} needs the model's {' and '.join(missing)} output, which this "
+            f"{type(model).__name__} lacks (it has: {', '.join(available)}{'' if has_heads else '; no heads()'})"
+        )
+
+
+def _embed(
+    model: Any, texts: list[str], max_length: int, bf16: bool, outputs: tuple[str, ...] = _DENSE
+) -> torch.Tensor | Encoded:
+    """Dense embeddings ``(n, D)``, or with more ``outputs`` an ``Encoded`` from one ``model.heads`` pass."""
     batch = model.tokenize(texts, max_length)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        return model(**batch).float()  # (n, D)
+        if outputs == _DENSE:
+            return model(**batch).float()  # (n, D)
+        out = model.heads(**batch, outputs=outputs)
+    sparse = None
+    if "sparse" in out:  # (n, T) token weights, 0 at pads and special tokens
+        sparse = TokenWeights.from_heads(batch["input_ids"], out["sparse"].float(), model.special_token_ids)
+    return Encoded(out["dense"].float(), sparse)  # (n, D) + (n, T)
+
+
+def _cat(parts: list[Any]) -> Any:
+    """Chunks of one column concatenated: tensors ``(n_i, D)``, or ``Encoded`` (token weights padded)."""
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    sparse = TokenWeights.cat([p.sparse for p in parts]) if parts[0].sparse is not None else None
+    return Encoded(torch.cat([p.dense for p in parts]), sparse)
+
+
+def _float_leaves(value: Any) -> list[torch.Tensor]:
+    """The float tensors of a column value that carry gradients (dense embeddings, token weights)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    return [value.dense] + ([value.sparse.weights] if value.sparse is not None else [])
+
+
+def _gather(value: Any, d: _Dist) -> Any:
+    """``gather_with_grad`` of a column value; token weights are padded to the widest rank's ``T`` first."""
+    if isinstance(value, torch.Tensor):
+        return gather_with_grad(value, d.world, d.rank)  # (world * n, D)
+    sparse = value.sparse
+    if sparse is not None and d.world > 1:
+        width = torch.tensor(sparse.ids.shape[-1])
+        tdist.all_reduce(width, op=tdist.ReduceOp.MAX)
+        sparse = sparse.padded(int(width))  # (n, T_max)
+        sparse = TokenWeights(
+            gather_with_grad(sparse.ids, d.world, d.rank), gather_with_grad(sparse.weights, d.world, d.rank)
+        )
+    return Encoded(gather_with_grad(value.dense, d.world, d.rank), sparse)
+
+
+def _group(value: Any, b: int) -> Any:
+    """Negatives per example: ``(B*K, D) -> (B, K, D)`` (and token weights ``(B*K, T) -> (B, K, T)``)."""
+    if isinstance(value, torch.Tensor):
+        return value.reshape(b, -1, value.shape[-1])
+    sparse = value.sparse
+    if sparse is not None:
+        t = sparse.ids.shape[-1]
+        sparse = TokenWeights(sparse.ids.reshape(b, -1, t), sparse.weights.reshape(b, -1, t))
+    return Encoded(value.dense.reshape(b, -1, value.dense.shape[-1]), sparse)
 
 
 class _Stepper:
@@ -311,27 +388,40 @@ class _Stepper:
             out[col] = ([prompt + t for t in flat] if prompt else flat, length)
         return out
 
-    def _forward_with_grad(self, texts: dict[str, tuple[list[str], int]]) -> dict[str, torch.Tensor]:
-        return {col: _embed(self.model, t, n, self.cfg.bf16) for col, (t, n) in texts.items()}
+    def _forward_with_grad(self, texts: dict[str, tuple[list[str], int]], outputs: tuple[str, ...]) -> dict[str, Any]:
+        return {col: _embed(self.model, t, n, self.cfg.bf16, outputs) for col, (t, n) in texts.items()}
 
     def _forward_cached(
-        self, texts: dict[str, tuple[list[str], int]], chunk: int
-    ) -> tuple[dict[str, torch.Tensor], dict]:
+        self, texts: dict[str, tuple[list[str], int]], chunk: int, outputs: tuple[str, ...]
+    ) -> tuple[dict[str, Any], dict]:
         reps, states = {}, {}
         with torch.no_grad():
             for col, (t, n) in texts.items():
                 parts, states[col] = [], []
                 for i in range(0, len(t), chunk):
                     states[col].append(torch.get_rng_state())  # replayed in the second pass: same dropout
-                    parts.append(_embed(self.model, t[i : i + chunk], n, self.cfg.bf16))
-                reps[col] = torch.cat(parts).requires_grad_()  # (n_col, D), a leaf that collects dL/d(embedding)
+                    parts.append(_embed(self.model, t[i : i + chunk], n, self.cfg.bf16, outputs))
+                reps[col] = _cat(parts)  # (n_col, D) [+ (n_col, T)]
+                for leaf in _float_leaves(reps[col]):
+                    leaf.requires_grad_()  # a leaf that collects dL/d(embedding)
         return reps, states
 
-    def _backward_cached(self, texts: dict, reps: dict[str, torch.Tensor], states: dict, chunk: int) -> None:
+    def _backward_cached(
+        self, texts: dict, reps: dict[str, Any], states: dict, chunk: int, outputs: tuple[str, ...]
+    ) -> None:
         for col, (t, n) in texts.items():
             for j, i in enumerate(range(0, len(t), chunk)):
                 torch.set_rng_state(states[col][j])
-                _embed(self.model, t[i : i + chunk], n, self.cfg.bf16).backward(reps[col].grad[i : i + chunk])
+                out = _embed(self.model, t[i : i + chunk], n, self.cfg.bf16, outputs)
+                if isinstance(out, torch.Tensor):
+                    out.backward(reps[col].grad[i : i + chunk])
+                    continue
+                pairs = [
+                    (x, cached.grad[i : i + chunk, ..., : x.shape[-1]])  # token weights: this chunk's width
+                    for x, cached in zip(_float_leaves(out), _float_leaves(reps[col]), strict=True)
+                    if cached.grad is not None
+                ]
+                torch.autograd.backward([x for x, _ in pairs], [g for _, g in pairs])
 
     def step(self, stage: _Stage, source: int, rows: dict[str, list[Any]], lr: float) -> dict[str, float]:
         """Forward, loss, backward, gradient sum across ranks, clipping and the AdamW update."""
@@ -342,18 +432,18 @@ class _Stepper:
             extra["score"] = torch.tensor(rows["score"], dtype=torch.float32)  # (B,) the whole global batch
         if stage.sources[source].format == "texts":  # distillation targets, for the whole global batch
             extra["teacher"] = torch.from_numpy(stage.teacher.encode(rows["text"], kind="query")).float()  # (B, D)
-        chunk = sc.grad_cache_chunk
+        chunk, outputs = sc.grad_cache_chunk, stage.losses[source].outputs
         if chunk:
-            reps, states = self._forward_cached(texts, chunk)
+            reps, states = self._forward_cached(texts, chunk, outputs)
         else:
-            reps = self._forward_with_grad(texts)
-        emb = {col: gather_with_grad(e, d.world, d.rank) for col, e in reps.items()}  # (B[*K], D)
+            reps = self._forward_with_grad(texts, outputs)
+        emb = {col: _gather(e, d) for col, e in reps.items()}  # (B[*K], D) [+ (B[*K], T)]
         if "negatives" in emb:
-            emb["negatives"] = emb["negatives"].reshape(sc.batch_size, -1, emb["negatives"].shape[-1])  # (B, K, D)
+            emb["negatives"] = _group(emb["negatives"], sc.batch_size)  # (B, K, D) [+ (B, K, T)]
         loss = stage.losses[source](**emb, **extra)
         loss.backward()
         if chunk:
-            self._backward_cached(texts, reps, states, chunk)
+            self._backward_cached(texts, reps, states, chunk, outputs)
         _sum_gradients(self.params, d.world)
         if sc.grad_clip > 0:
             norm = float(torch.nn.utils.clip_grad_norm_(self.params, sc.grad_clip))

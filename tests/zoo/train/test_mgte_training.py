@@ -1,0 +1,289 @@
+"""mGTE training: the MRL and hybrid losses by hand, lexical scores, GradCache and DDP with token weights,
+the scratch writer, the tiny recipe end to end, and the checks that fail before training."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from zoo.errors import ZooError
+from zoo.registry import get_card, list_models
+from zoo.train import train
+from zoo.train.config import ScratchConfig, to_toml
+from zoo.train.losses import (
+    Encoded,
+    MGTEHybridLoss,
+    MRLInfoNCELoss,
+    TokenWeights,
+    create_loss,
+    lexical_score_matrix,
+)
+
+from .conftest import make_data
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+# LOSSES ==========================================================================================
+
+
+def _infonce_brute(q: torch.Tensor, docs: torch.Tensor, t: float) -> float:
+    """Mean over queries of -log softmax(cos / t) at the query's own document, in Python floats."""
+    total = 0.0
+    for i in range(q.shape[0]):
+        logits = [float(F.cosine_similarity(q[i], doc, dim=0)) / t for doc in docs]
+        total += math.log(sum(math.exp(x) for x in logits)) - logits[i]
+    return total / q.shape[0]
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_mrl_loss_is_the_sum_of_infonce_on_the_prefixes(k: int) -> None:
+    g = torch.Generator().manual_seed(k)
+    q, d = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
+    neg = torch.randn(4, k, 6, generator=g) if k else None
+    docs = d if neg is None else torch.cat([d, neg.reshape(-1, 6)])
+    per_dim = [_infonce_brute(q[:, :w], docs[:, :w], 0.1) for w in (2, 4, 6)]
+    # 99 is clipped to the width 6 and 6 is then a duplicate: the widths are 2, 4, 6
+    loss = MRLInfoNCELoss({"temperature": 0.1, "dims": [4, 2, 99, 6]})
+    assert float(loss(q, d, neg)) == pytest.approx(sum(per_dim), rel=1e-5)
+    mean = MRLInfoNCELoss({"temperature": 0.1, "dims": [2, 4, 6], "reduction": "mean"})
+    assert float(mean(q, d, neg)) == pytest.approx(sum(per_dim) / 3, rel=1e-5)
+    # one width equal to the embedding's: plain InfoNCE
+    plain = create_loss("infonce", {"temperature": 0.1})(q, d, neg)
+    assert float(MRLInfoNCELoss({"temperature": 0.1, "dims": [6]})(q, d, neg)) == pytest.approx(float(plain))
+
+
+def test_mrl_loss_by_hand_on_orthogonal_prefixes() -> None:
+    # Full width: q_i = d_i = e_i (i = 0, 1), cos 1 on the diagonal and 0 off it: L = log(1 + e^{-1/t}).
+    # First feature only: every vector is (1,) or (0,) -> q_1, d_1 normalise to 0, so cos(q_1, .) = 0 and
+    # row 1 is log 2; row 0: cos(q_0, d_0) = 1, cos(q_0, d_1) = 0 -> log(1 + e^{-1/t}).
+    q = torch.eye(2)
+    t = 0.5
+    full = math.log(1 + math.exp(-1 / t))
+    first = (full + math.log(2)) / 2
+    assert float(MRLInfoNCELoss({"temperature": t, "dims": [1, 2]})(q, q.clone())) == pytest.approx(full + first)
+
+
+def _bag(ids: list[int], weights: list[float], special: set[int]) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for i, w in zip(ids, weights, strict=True):
+        if i not in special:
+            out[i] = max(out.get(i, 0.0), w)
+    return out
+
+
+def test_lexical_score_matrix_equals_dict_dot_products() -> None:
+    g = torch.Generator().manual_seed(0)
+    special = (0, 1, 2)  # pad, cls, sep
+    q_ids = torch.randint(0, 12, (3, 7), generator=g)  # a small id range: repeated and shared tokens
+    d_ids = torch.randint(0, 12, (5, 9), generator=g)
+    q_ids[:, 0] = d_ids[:, 0] = 1  # a special token everywhere: must not count
+    q_w, d_w = torch.rand(3, 7, generator=g), torch.rand(5, 9, generator=g)
+    q = TokenWeights.from_heads(q_ids, q_w, special)
+    d = TokenWeights.from_heads(d_ids, d_w, special)
+    scores = lexical_score_matrix(q, d)  # (3, 5)
+    assert scores.shape == (3, 5)
+    for i in range(3):
+        qb = _bag(q_ids[i].tolist(), q_w[i].tolist(), set(special))
+        for j in range(5):
+            db = _bag(d_ids[j].tolist(), d_w[j].tolist(), set(special))
+            expected = sum(w * db[t] for t, w in qb.items() if t in db)
+            assert float(scores[i, j]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    # padding with zero-weight tokens and grouping (B, K, T) change nothing
+    wide = lexical_score_matrix(q.padded(12), TokenWeights(d.ids.reshape(5, 1, 9), d.weights.reshape(5, 1, 9)))
+    torch.testing.assert_close(wide, scores)
+
+
+def _tiny_mgte(sparse_head: bool = True, dropout: float = 0.0):
+    from zoo.families.mgte import MGTEConfig, MGTEModel
+    from zoo.train.tokenizer import train_wordpiece
+
+    texts = ["the river and the mountain", "a piano near the ocean", "apples and pears", "the doctor plays drums"]
+    tok = train_wordpiece(texts * 5, vocab_size=120)
+    config = MGTEConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        hidden_dropout_prob=dropout,
+        max_position_embeddings=32,
+        pad_token_id=tok.pad_token_id,
+    )
+    return MGTEModel.from_config(config, tok, seed=0, sparse_head=sparse_head), texts
+
+
+def _encode(model, texts: list[str]) -> Encoded:
+    batch = model.tokenize(texts)
+    out = model.heads(**batch, outputs=("dense", "sparse"))
+    return Encoded(out["dense"], TokenWeights.from_heads(batch["input_ids"], out["sparse"], model.special_token_ids))
+
+
+def test_hybrid_loss_trains_the_sparse_head_and_the_dense_path() -> None:
+    model, texts = _tiny_mgte()
+    model.train()
+    with torch.no_grad():
+        model.sparse_head.bias.fill_(0.5)  # every token weight > 0: ReLU passes gradients
+    q, d = _encode(model, texts[:2] + texts[2:3]), _encode(model, texts[1:4])
+    neg = _encode(model, texts[:3])
+    neg = Encoded(neg.dense[:, None], TokenWeights(neg.sparse.ids[:, None], neg.sparse.weights[:, None]))  # K = 1
+    loss = MGTEHybridLoss({"dims": [8, 32], "sparse_weight": 0.5})(query=q, positive=d, negatives=neg)
+    loss.backward()
+    assert model.sparse_head.weight.grad.abs().sum() > 0 and model.sparse_head.bias.grad.abs().sum() > 0
+    assert model.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+
+    # The total is dense MRL + lambda * sparse InfoNCE over lexical scores (t_sparse = 1 by default).
+    with torch.no_grad():
+        dense = MRLInfoNCELoss({"dims": [8, 32]})(q.dense, d.dense, neg.dense)
+        docs = TokenWeights.cat([d.sparse, neg.sparse.flat()])
+        sparse = F.cross_entropy(lexical_score_matrix(q.sparse, docs), torch.arange(3))
+    assert float(loss.detach()) == pytest.approx(float(dense + 0.5 * sparse), rel=1e-5)
+
+    # Without lambda, nothing reaches the sparse head; without its token weights the loss refuses.
+    model.zero_grad()
+    MGTEHybridLoss({"dims": [8], "sparse_weight": 0.0})(_encode(model, texts), _encode(model, texts)).backward()
+    assert model.sparse_head.weight.grad is None or model.sparse_head.weight.grad.abs().sum() == 0
+    with pytest.raises(ZooError, match="lacks token weights"):
+        MGTEHybridLoss()(query=torch.randn(2, 4), positive=torch.randn(2, 4))
+
+
+def test_special_token_ids_and_head_outputs() -> None:
+    model, _ = _tiny_mgte()
+    tok = model.tokenizer
+    assert set(model.special_token_ids) == {tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, tok.unk_token_id}
+    assert model.head_outputs == ("dense", "sparse")
+    assert _tiny_mgte(sparse_head=False)[0].head_outputs == ("dense",)
+
+
+# THE TRAINER WITH TOKEN WEIGHTS ==================================================================
+
+
+@pytest.fixture(scope="module")
+def mgte_init(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A synthetic data dir and a tiny random mGTE written by SCRATCH["mgte"] (no dropout), with a sparse head."""
+    from zoo.train.tokenizer import SCRATCH, corpus_texts, train_wordpiece
+
+    root = tmp_path_factory.mktemp("mgte-init")
+    data = make_data(root / "data")
+    tok = train_wordpiece(corpus_texts(sorted(data.rglob("*.jsonl")), 5000), vocab_size=400)
+    cfg = ScratchConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position=64, dropout=0.0)
+    return data, SCRATCH["mgte"](root / "model", tok, cfg, seed=0)
+
+
+def _mgte_recipe(init: Path, **stage) -> dict:
+    return {
+        "name": "mgte-test.run",
+        "seed": 0,
+        "threads": 1,
+        "model": {"family": "mgte", "init": f"local:{init}"},
+        "stages": [
+            {
+                "name": "only",
+                "steps": 2,
+                "batch_size": 8,
+                "lr": 1e-3,
+                "max_length": 24,
+                "loss": "mgte",
+                "loss_args": {"dims": [8, 32], "sparse_weight": 0.5},
+                "sources": [{"name": "triplets", "reader": "jsonl-triplets", "path": "triplets/train.jsonl"}],
+                **stage,
+            }
+        ],
+    }
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "model.safetensors")
+
+
+def _losses(folder: Path) -> list[tuple[int, str, float]]:
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    return [(m["step"], m["source"], m["loss"]) for m in map(json.loads, lines)]
+
+
+def test_scratch_mgte_folder_loads_with_its_sparse_head(mgte_init: tuple[Path, Path]) -> None:
+    from zoo.families.mgte import MGTEModel
+
+    _, folder = mgte_init
+    model = MGTEModel.from_pretrained(folder)
+    assert model.sparse_head is not None and model.config.rope_theta == 10000.0
+    assert float(model.sparse_head.bias.detach()) == 1.0  # a live ReLU head from the start
+    assert model.config.attention_probs_dropout_prob == 0.0 and model.max_tokens == 64
+
+
+def test_grad_cache_and_two_processes_give_the_same_mgte_update(tmp_path: Path, mgte_init: tuple[Path, Path]) -> None:
+    data, init = mgte_init
+    plain = train(_mgte_recipe(init), out=tmp_path / "plain", data_dir=data, progress=False)
+    cached = train(_mgte_recipe(init, grad_cache_chunk=3), out=tmp_path / "cached", data_dir=data, progress=False)
+    start, w_plain = _weights(init), _weights(plain)
+    assert not torch.equal(start["classifier.bias"], w_plain["classifier.bias"])  # the sparse head learns (no decay)
+    for k, v in _weights(cached).items():
+        torch.testing.assert_close(v, w_plain[k], atol=1e-5, rtol=1e-4)
+    assert [x[2] for x in _losses(cached)] == pytest.approx([x[2] for x in _losses(plain)], rel=1e-5)
+
+    # torchrun, 2 ranks: the ranks' token weights have different widths; gathered, they give the same loss.
+    path = tmp_path / "ddp.toml"
+    path.write_text(to_toml(_mgte_recipe(init)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "zoo.train"]
+    cmd += ["--recipe", str(path), "--out", str(tmp_path / "two"), "--data-dir", str(data), "--no-progress"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for (_, _, a), (_, _, b) in zip(_losses(plain), _losses(tmp_path / "two"), strict=True):
+        assert abs(a - b) < 1e-4
+    for k, v in _weights(tmp_path / "two").items():
+        torch.testing.assert_close(v, w_plain[k], atol=1e-5, rtol=1e-4)
+
+
+def test_a_sparse_loss_without_a_sparse_output_fails_before_training(
+    tmp_path: Path, mgte_init: tuple[Path, Path], tiny_init: Path
+) -> None:
+    data, _ = mgte_init
+    model, _ = _tiny_mgte(sparse_head=False)
+    dense_only = model.save_pretrained(tmp_path / "dense-only")
+    steps: list[int] = []
+    with pytest.raises(
+        ZooError, match=r"^stage 'only', source 'triplets': loss 'mgte' needs the model's sparse output"
+    ):
+        train(
+            _mgte_recipe(dense_only),
+            out=tmp_path / "a",
+            data_dir=data,
+            progress=False,
+            on_step=lambda s, _: steps.append(s),
+        )
+    gte = {**_mgte_recipe(tiny_init), "model": {"family": "gte", "init": f"local:{tiny_init}"}}
+    with pytest.raises(ZooError, match="needs the model's sparse output, which this GTEModel lacks"):
+        train(gte, out=tmp_path / "b", data_dir=data, progress=False, on_step=lambda s, _: steps.append(s))
+    assert steps == []
+
+
+# THE TINY RECIPE, END TO END =====================================================================
+
+
+def test_mgte_tiny_scratch_recipe_trains_from_nothing_and_its_loss_falls(tmp_path: Path, shared_data: Path) -> None:
+    import harness
+
+    folder = train("mgte/tiny-scratch", out=tmp_path / "tiny", data_dir=shared_data, progress=False)
+    losses = _losses(folder)
+    for steps, source in ((range(1, 101), "wikiqa"), (range(1, 101), "snli-pairs"), (range(101, 201), "snli")):
+        ours = [loss for step, src, loss in losses if step in steps and src == source]
+        assert np.mean(ours[-5:]) < np.mean(ours[:5]) - 0.4, (source, ours)
+    record = json.loads((folder / "train.json").read_text())
+    assert record["init"] is None and record["family"] == "mgte" and record["params"] < 400_000
+    assert "2407.19669" in record["citation"] and "2205.13147" in record["citation"]
+
+    name = record["name"]
+    assert name in list_models() and get_card(name).embed_dim == 64
+    (rec,) = harness.evaluate(name, ["local/stsb"], results_dir=tmp_path / "r", data_dir=shared_data, progress=False)
+    assert math.isfinite(rec.get_score())
