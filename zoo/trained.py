@@ -15,10 +15,12 @@ record (resolved recipe, data checksums, git revision, weights sha256). The regi
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
 import sys
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -112,14 +114,36 @@ def discover(taken: Sequence[str] = ()) -> list[tuple[ModelCard, Callable[..., A
     for folder in sorted(p for p in root.iterdir() if (p / TRAIN_RECORD).is_file()):
         try:
             card = card_from_folder(folder)
+            factory = _family_factory(card.family)
         except ZooError as e:
             print(f"zoobench: warning: skipped trained model {folder}: {e}", file=sys.stderr)
             continue
         if card.name in taken or card.name.count(".") > 1:
             print(f"zoobench: warning: skipped {folder}: model name {card.name!r} is taken or invalid", file=sys.stderr)
             continue
-        found.append((card, trained))
+        found.append((card, factory))
     return found
+
+
+@functools.cache
+def _family_factory(family: str) -> Callable[..., Any]:
+    """:func:`trained`, annotated with the family's encoder class (``as_encoder``'s return type).
+
+    ``create_model(lazy=True)`` builds its stand-in from the factory's return annotation: with the family's
+    class it offers all its protocols (mGTE's ``encode_sparse``) and option-determined attributes
+    (``lazy_attributes``: mGTE's ``retrieval_mode``), not only ``Encoder.encode``.
+    """
+    try:
+        encoder_cls = typing.get_type_hints(load_model_class(family).as_encoder).get("return")
+    except (NameError, AttributeError, TypeError):
+        encoder_cls = None
+
+    def factory(card: ModelCard, **kwargs: Any) -> Any:
+        return trained(card, **kwargs)
+
+    factory.__annotations__ = {"card": ModelCard, "return": encoder_cls if isinstance(encoder_cls, type) else Encoder}
+    factory.__doc__ = trained.__doc__
+    return factory
 
 
 def trained(card: ModelCard, *, check_revision: bool = True, **kwargs: Any) -> Encoder:

@@ -570,3 +570,6 @@ def test_trains_through_the_engine(tiny: MGTEEncoder, tmp_path: Path, monkeypatc
     trained = create_model("mgte-test.run")
     assert isinstance(trained, MGTEEncoder) and trained.card.family == "mgte" and trained.model.max_tokens == 32
     assert not np.allclose(trained.encode(["a river"]), tiny.encode(["a river"]))
+    # The harness's lazy stand-in of a trained folder knows the family's protocols and option-set attributes.
+    lazy = create_model("mgte-test.run", lazy=True, mode="hybrid")
+    assert isinstance(lazy, SparseEncoder) and lazy.retrieval_mode == "hybrid" and not lazy.loaded
