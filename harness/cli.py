@@ -229,8 +229,10 @@ def _results(args: argparse.Namespace) -> None:
         return
     tasks = sorted({r.task_id for r in records})
     table: dict[str, dict[str, float]] = {}
-    for r in records:
-        table.setdefault(r.model, {})[r.task_id] = r.get_score()
+    for r in records:  # a run with factory options (revision <card revision>+key-value) is a row of its own
+        card_revision = str(r.model_card.get("revision", ""))
+        options = r.revision[len(card_revision) :] if r.revision.startswith(card_revision + "+") else ""
+        table.setdefault(r.model + options, {})[r.task_id] = r.get_score()
     rows = []
     # Means over different task sets are not comparable: more tasks first, then the mean.
     for model in sorted(table, key=lambda m: (-len(table[m]), -sum(table[m].values()) / len(table[m]))):

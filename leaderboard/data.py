@@ -9,7 +9,9 @@ loaders with ``st.cache_data`` where it calls them. Records are read as plain JS
 How the numbers are made (the page says the same):
 
 - **score**: a record's main score on its ``test`` split (else its first split), shown x100. Every main
-  score of zoobench is higher-is-better. Each model shows its newest revision (by record date).
+  score of zoobench is higher-is-better. Each model shows its newest revision (by record date). A run with
+  factory options (``--model-kwarg``: revision ``<card revision>+key-value``) is a model of its own, named
+  ``<model>+key-value`` (e.g. ``test-mgte+mode-hybrid``).
 - **mean**: over the shown tasks, only for a model that has all of them (MTEB's ``Mean(Task)``); the mean
   per task type likewise over that type's tasks.
 - **Borda rank** (MTEB's ``Rank (Borda)``): each task is a voter giving a model ``N - rank`` points, where
@@ -195,8 +197,12 @@ def _record_row(d: Any, rel: str) -> dict[str, Any]:
     n_items = d["n_items"] if isinstance(d["n_items"], dict) else {}
     languages = d.get("languages") if isinstance(d.get("languages"), list) else []
     family = card.get("family")
+    card_revision = card.get("revision")
+    options = ""  # "+key-value..." of a run with factory options, whose revision extends the card's
+    if isinstance(card_revision, str) and d["revision"].startswith(card_revision + "+"):
+        options = d["revision"][len(card_revision) :]
     return {
-        "model": d["model"],
+        "model": d["model"] + options,
         "revision": d["revision"],
         "task_id": d["task_id"],
         "task_type": d["task_type"],
@@ -301,7 +307,13 @@ def load_results(root: str | os.PathLike[str], signature: str = "") -> Results:
     records = pd.DataFrame(rows, columns=_RECORD_COLUMNS)
     records = records.drop_duplicates(["model", "revision", "task_id"], keep="last").reset_index(drop=True)
     records["current"] = _newest_revision(records)
-    return Results(str(root), records, pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS), tuple(warnings))
+    comparisons_df = pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS)
+    # Comparisons name models as the registry does; runs with factory options go by their leaderboard name.
+    shown = {(m.split("+", 1)[0], r): m for m, r in zip(records["model"], records["revision"], strict=True)}
+    for side in ("a", "b"):
+        keys = zip(comparisons_df[f"model_{side}"], comparisons_df[f"revision_{side}"], strict=True)
+        comparisons_df[f"model_{side}"] = [shown.get(k, k[0]) for k in keys]
+    return Results(str(root), records, comparisons_df, tuple(warnings))
 
 
 _RECORD_COLUMNS = (

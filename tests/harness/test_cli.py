@@ -220,6 +220,10 @@ def test_model_kwargs_reach_the_factory_and_the_stored_revision(
     )
     assert again[0].date == seeded.date  # the stored record under the same revision
     capsys.readouterr()
+    assert main(["results", "--results", str(results_dir)]) == 0
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if "test-random" in ln]
+    assert len(rows) == 2 and sum("test-random+seed-1" in ln for ln in rows) == 1
+    capsys.readouterr()
     rc = main([*_run_args(tiny_data, results_dir, "local/sts"), "--model-kwarg", "seed"])
     _assert_one_line_error(capsys, rc, "--model-kwarg 'seed': expected KEY=VALUE")
 

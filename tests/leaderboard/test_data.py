@@ -209,3 +209,26 @@ def test_model_detail_reads_every_split(results_root: Path) -> None:
     assert row["texts_per_s"] == pytest.approx(ret.runtime["texts_encoded"] / ret.runtime["encode_s"])
     assert row["metrics"] == f"ndcg@10 {100 * ret.scores['test']['ndcg@10']:.2f}"
     assert not math.isnan(row["n_items"])
+
+
+def test_runs_with_factory_options_are_models_of_their_own(tiny_data: Path, tmp_path: Path) -> None:
+    import harness
+
+    root = tmp_path / "results"
+    for kwargs in ({}, {"seed": 1}):
+        harness.evaluate(
+            "test-random",
+            ["local/retrieval"],
+            results_dir=root,
+            data_dir=tiny_data,
+            progress=False,
+            model_kwargs=kwargs,
+        )
+    harness.compare(["test-random@seed-0", "test-random@seed-0+seed-1"], ["local/retrieval"], results_dir=root)
+    res = data.load_results(root)
+    assert sorted(zip(res.records["model"], res.records["revision"], res.records["current"], strict=True)) == [
+        ("test-random", "seed-0", True),
+        ("test-random+seed-1", "seed-0+seed-1", True),
+    ]
+    (row,) = res.comparisons.to_dict("records")
+    assert (row["model_a"], row["model_b"]) == ("test-random", "test-random+seed-1")
