@@ -114,7 +114,7 @@ def discover(taken: Sequence[str] = ()) -> list[tuple[ModelCard, Callable[..., A
     for folder in sorted(p for p in root.iterdir() if (p / TRAIN_RECORD).is_file()):
         try:
             card = card_from_folder(folder)
-            factory = _family_factory(card.family)
+            factory = _family_factory(card.family, _runner_class(card.family, folder))
         except ZooError as e:
             print(f"zoobench: warning: skipped trained model {folder}: {e}", file=sys.stderr)
             continue
@@ -125,18 +125,30 @@ def discover(taken: Sequence[str] = ()) -> list[tuple[ModelCard, Callable[..., A
     return found
 
 
+def _runner_class(family: str, folder: Path) -> type | None:
+    """What the family's ``as_encoder`` returns for this folder: the model class's ``runner_class(folder)``
+    when it has one (mGTE: a ranker for a rerank-only folder), else ``as_encoder``'s return annotation."""
+    cls = load_model_class(family)
+    if callable(getattr(cls, "runner_class", None)):
+        try:
+            return cls.runner_class(folder)
+        except (OSError, ValueError) as e:  # an unreadable weights file: the load will say more
+            raise ZooError(f"{folder}: cannot read the weights' header ({type(e).__name__})") from None
+    try:
+        found = typing.get_type_hints(cls.as_encoder).get("return")
+    except (NameError, AttributeError, TypeError):
+        return None
+    return found if isinstance(found, type) else None
+
+
 @functools.cache
-def _family_factory(family: str) -> Callable[..., Any]:
-    """:func:`trained`, annotated with the family's encoder class (``as_encoder``'s return type).
+def _family_factory(family: str, encoder_cls: type | None = None) -> Callable[..., Any]:
+    """:func:`trained`, annotated with the class ``as_encoder`` gives for the folder (:func:`_runner_class`).
 
     ``create_model(lazy=True)`` builds its stand-in from the factory's return annotation: with the family's
-    class it offers all its protocols (mGTE's ``encode_sparse``) and option-determined attributes
-    (``lazy_attributes``: mGTE's ``retrieval_mode``), not only ``Encoder.encode``.
+    class it offers all its protocols (mGTE's ``encode_sparse``, or ``score`` for a trained reranker) and
+    option-determined attributes (``lazy_attributes``: mGTE's ``retrieval_mode``), not only ``Encoder.encode``.
     """
-    try:
-        encoder_cls = typing.get_type_hints(load_model_class(family).as_encoder).get("return")
-    except (NameError, AttributeError, TypeError):
-        encoder_cls = None
 
     def factory(card: ModelCard, **kwargs: Any) -> Any:
         return trained(card, **kwargs)

@@ -411,6 +411,21 @@ class MGTEModel(nn.Module):
         )
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
+    def tokenize_pairs(
+        self, queries: Sequence[str], docs: Sequence[str], max_length: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Pair encodings ``[CLS] query [SEP] doc [SEP]`` as :class:`MGTERanker` makes them (truncation: longest
+        first): ``input_ids``, ``attention_mask`` and ``token_type_ids`` (when the tokenizer makes them), ``(B, T)``."""
+        enc = self.tokenizer(
+            list(queries),
+            list(docs),
+            padding=True,
+            truncation=True,
+            max_length=max_length or self.max_tokens,
+            return_tensors="pt",
+        )
+        return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: Mapping[str, Any] | None = None) -> None:
         """Recompute each layer in the backward pass (``zoo.train`` calls this for ``gradient_checkpointing``)."""
         self.encoder.checkpointing = True
@@ -511,9 +526,30 @@ class MGTEModel(nn.Module):
         (folder / ZOOBENCH_CONFIG).write_text(json.dumps({**extra, "prompts": self.prompts}, indent=2) + "\n")
         return folder
 
-    def as_encoder(self, card: ModelCard, **kwargs: Any) -> MGTEEncoder:
-        """This model under the ``Encoder`` / ``SparseEncoder`` protocols (``kwargs``: see :class:`MGTEEncoder`)."""
+    def as_encoder(self, card: ModelCard, **kwargs: Any) -> MGTEEncoder | MGTERanker:
+        """This model under the ``Encoder`` / ``SparseEncoder`` protocols (``kwargs``: see :class:`MGTEEncoder`).
+
+        A model with a rerank head and no sparse head is a cross-encoder (upstream's reranker checkpoint, or a
+        folder trained with ``listwise-ce``): its dense embeddings were never trained, so it is wrapped as the
+        ``Ranker`` it is (:meth:`as_ranker`). A trained folder is registered as what this returns (see
+        :meth:`runner_class`).
+        """
+        if self.rerank_head is not None and self.sparse_head is None:
+            return self.as_ranker(card, **kwargs)
         return MGTEEncoder(card, self.eval(), **kwargs)
+
+    @staticmethod
+    def runner_class(folder: str | os.PathLike[str]) -> type:
+        """The class :meth:`as_encoder` gives for a folder's weights, read from the safetensors header only
+        (``zoo.trained`` builds a registered folder's lazy stand-in from it, without loading the weights)."""
+        from safetensors import safe_open
+
+        with safe_open(str(Path(folder) / WEIGHTS), framework="pt") as f:
+            keys = {k.removeprefix("new.") for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+        classifier = "rerank_head" if "pooler.dense.weight" in keys else "sparse_head"
+        heads = {h for h in ("sparse_head", "rerank_head") if f"{h}.weight" in keys}
+        heads |= {classifier} if "classifier.weight" in keys else set()
+        return MGTERanker if heads == {"rerank_head"} else MGTEEncoder
 
     def as_ranker(self, card: ModelCard, **kwargs: Any) -> MGTERanker:
         """This model under the ``Ranker`` protocol (``kwargs``: see :class:`MGTERanker`)."""

@@ -57,6 +57,8 @@ class ScratchConfig:
     intermediate_size: int = 256
     max_position: int = 128
     dropout: float = 0.1
+    # mGTE only: the task heads of the random model, "sparse" (the mgte loss) and/or "rerank" (listwise-ce)
+    heads: list[str] = field(default_factory=lambda: ["sparse"])
 
 
 @dataclass

@@ -15,12 +15,15 @@ name               batch columns                data formats
 ``cosine-distill`` text, teacher                texts
 ``mrl-infonce``    query, positive, negatives?  pairs, triplets
 ``mgte``           query, positive, negatives?  pairs, triplets (dense + sparse outputs)
+``listwise-ce``    scores (rerank logits)       triplets (rerank output)
 =================  ===========================  ==========================================
 
 A loss declares the model outputs it needs (``outputs``, default ``("dense",)``). A dense-only loss gets
 one ``(n, D)`` tensor per text column; a loss that also needs ``"sparse"`` gets an :class:`Encoded` per
 column (the dense embeddings and the :class:`TokenWeights` of the same forward pass), which the trainer
-asks of the model through its ``heads(**batch, outputs=...)``.
+asks of the model through its ``heads(**batch, outputs=...)``. A cross-encoder loss declares
+``outputs = ("rerank",)``: the trainer then scores each example's (query, positive) and (query, negative)
+pairs with the model's rerank head and passes ``scores`` ``(B, 1 + K)``, the positive's logit first.
 
 Shapes: ``B`` examples, ``D`` dimensions, ``K`` hard negatives per example, ``N = B + B*K`` documents,
 ``T`` tokens per text (padded), ``U`` distinct token ids of a batch.
@@ -46,6 +49,7 @@ __all__ = [
     "CosineDistillationLoss",
     "MRLInfoNCELoss",
     "MGTEHybridLoss",
+    "ListwiseCELoss",
     "TokenWeights",
     "Encoded",
     "lexical_score_matrix",
@@ -67,6 +71,11 @@ _CITE_MRL = "Kusupati et al. (2022), Matryoshka Representation Learning, NeurIPS
 _CITE_MGTE = (
     "Zhang et al. (2024), mGTE: Generalized Long-Context Text Representation and Reranking Models for "
     "Multilingual Text Retrieval, EMNLP Industry Track, arXiv:2407.19669."
+)
+_CITE_LCE = (
+    "Gao et al. (2021), Rethink Training of BERT Rerankers in Multi-Stage Retrieval Pipeline (localized "
+    "contrastive estimation), ECIR, arXiv:2101.08751; Nogueira & Cho (2019), Passage Re-ranking with BERT, "
+    "arXiv:1901.04085."
 )
 
 
@@ -430,6 +439,40 @@ class MGTEHybridLoss(MRLInfoNCELoss):
         return dense + self.hparams["sparse_weight"] * _infonce_logits_loss(logits)
 
 
+class ListwiseCELoss(Loss):
+    """Listwise cross-entropy of a cross-encoder (mGTE's reranker loss; LCE of Gao et al.).
+
+    Each example's candidates are its positive and its ``K`` hard negatives, scored by the reranker's
+    logit on the pair ``[CLS] query [SEP] doc [SEP]``; the loss is the cross-entropy of the positive::
+
+        L = mean_i -log softmax(scores_i / t)[0]
+
+    There are no in-batch negatives: a cross-encoder scores pairs, not texts, so every candidate costs
+    one forward pass. It needs hard negatives (``triplets``: a triplets source, or a pairs source with
+    ``negatives`` mined).
+
+    Hyper-parameters:
+        temperature: t, 1.0 (logits are unbounded, so the head learns its own scale).
+
+    Example:
+        >>> ListwiseCELoss()(scores=torch.tensor([[2.0, 0.0, 0.0]])).item()  # -log(e^2 / (e^2 + 2))
+        0.2395...
+    """
+
+    name = "listwise-ce"
+    formats = ("triplets",)
+    outputs = ("rerank",)
+    defaults: ClassVar[dict[str, Any]] = {"temperature": 1.0}
+    citation = f"{_CITE_MGTE} {_CITE_LCE}"
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Mean loss over ``scores`` ``(B, 1 + K)``, the positive's logit at index 0."""
+        if scores.ndim != 2 or scores.shape[1] < 2:
+            raise ZooError(f"loss {self.name!r}: expected scores (B, 1 + K) with K >= 1, got {tuple(scores.shape)}")
+        target = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)  # (B,) the positive
+        return F.cross_entropy(scores.float() / self.hparams["temperature"], target)
+
+
 LOSSES: dict[str, type[Loss]] = {
     cls.name: cls
     for cls in (
@@ -440,6 +483,7 @@ LOSSES: dict[str, type[Loss]] = {
         CosineDistillationLoss,
         MRLInfoNCELoss,
         MGTEHybridLoss,
+        ListwiseCELoss,
     )
 }
 

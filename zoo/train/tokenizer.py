@@ -117,15 +117,21 @@ MGTE_SCRATCH_SPARSE_BIAS = 1.0
 
 
 def write_mgte_scratch(folder: Path, tokenizer: Any, cfg: Any, *, seed: int) -> Path:
-    """Write a randomly initialised mGTE (``MGTEModel.from_config``, seeded) with its sparse head, and its tokenizer.
+    """Write a randomly initialised mGTE (``MGTEModel.from_config``, seeded) with its heads, and its tokenizer.
 
     The architecture is mGTE's "transformer++" at the sizes of ``cfg`` (a ``ScratchConfig``): RoPE with base
     ``MGTE_SCRATCH_ROPE_THETA``, GeGLU, post-LayerNorm, hidden dropout ``cfg.dropout`` and no attention-probability
-    dropout (as mGTE), one token type; the sparse head (``Linear(H, 1)``, bias ``MGTE_SCRATCH_SPARSE_BIAS``) is there
-    so the ``mgte`` loss can train it.
+    dropout (as mGTE), one token type (two with the rerank head: the WordPiece pair encoding marks the document
+    with token type 1, as BERT's segments); the heads are ``cfg.heads``: ``"sparse"`` (default; ``Linear(H, 1)``, bias
+    ``MGTE_SCRATCH_SPARSE_BIAS``) so the ``mgte`` loss can train it, ``"rerank"`` (pooler + ``Linear(H, 1)``, normal
+    init as upstream) so ``listwise-ce`` can train a cross-encoder.
     """
     from zoo.families.mgte import MGTEConfig, MGTEModel
 
+    heads = list(getattr(cfg, "heads", ["sparse"]))
+    unknown = sorted(set(heads) - {"sparse", "rerank"})
+    if unknown or not heads:
+        raise ZooError(f"model.scratch.heads: {unknown[0] if unknown else 'none'!r}; mGTE's heads: sparse, rerank")
     config = MGTEConfig(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,
@@ -137,13 +143,22 @@ def write_mgte_scratch(folder: Path, tokenizer: Any, cfg: Any, *, seed: int) -> 
         max_position_embeddings=cfg.max_position,
         rope_theta=MGTE_SCRATCH_ROPE_THETA,
         pad_token_id=tokenizer.pad_token_id,
+        type_vocab_size=2 if "rerank" in heads else 1,
     )
     import torch
 
     tokenizer.model_max_length = cfg.max_position
-    model = MGTEModel.from_config(config, tokenizer, seed=seed, sparse_head=True, max_tokens=cfg.max_position)
-    with torch.no_grad():
-        model.sparse_head.bias.fill_(MGTE_SCRATCH_SPARSE_BIAS)
+    model = MGTEModel.from_config(
+        config,
+        tokenizer,
+        seed=seed,
+        sparse_head="sparse" in heads,
+        rerank_head="rerank" in heads,
+        max_tokens=cfg.max_position,
+    )
+    if model.sparse_head is not None:
+        with torch.no_grad():
+            model.sparse_head.bias.fill_(MGTE_SCRATCH_SPARSE_BIAS)
     return model.save_pretrained(folder)
 
 

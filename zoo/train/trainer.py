@@ -14,6 +14,13 @@ A run executes the stages of a recipe (``zoo.train.config``) in order on one mod
   (dense ``(n, D)`` + ``TokenWeights`` ``(n, T)``, special tokens dropped), which GradCache and the
   all-gather handle like tensors (token weights are padded to a common width first); a model without
   the outputs fails before training;
+- cross-encoder losses (``Loss.outputs == ("rerank",)``, e.g. ``listwise-ce``): no column is embedded on
+  its own; each example of this rank's slice gives the pairs (query, positive), (query, negative_1..K),
+  tokenized as pairs by the model's ``tokenize_pairs`` (``[CLS] query [SEP] doc [SEP]`` with token types,
+  cut at the stage's ``max_length``: ``query_max_length`` does not apply to a pair) and scored by
+  ``heads(**batch, outputs=("rerank",))``; the ``(b, 1 + K)`` logits are all-gathered to ``(B, 1 + K)``
+  and passed as ``scores``. No prompts: a cross-encoder sees the raw pair, as the ranker scores it at
+  inference. GradCache is refused for these losses (there is no embedding to cache);
 - ``torchrun`` data parallelism (gloo on CPU): every rank draws the same global batch and embeds its
   slice; embeddings are all-gathered (this rank's slice keeps its graph), every rank computes the
   loss of the whole batch, so in-batch negatives span ranks, and gradients are summed across ranks
@@ -269,6 +276,8 @@ class _Stage:
                     f"{' or '.join(loss.formats)}, not {src.format}"
                 )
             _check_outputs(model, loss, f"stage {self.cfg.name!r}, source {src.name!r}")
+            if loss.outputs == _RERANK and self.cfg.grad_cache_chunk:
+                raise ZooError(f"stage {self.cfg.name!r}: grad_cache_chunk does not apply to the rerank loss {name!r}")
             self.losses.append(loss)
         self.sampler = MultiTaskSampler(
             self.sources, self.cfg.batch_size, alpha=self.cfg.alpha, seed=cfg.seed * 1000 + index
@@ -288,13 +297,14 @@ class _Stage:
 
 _DENSE = ("dense",)
 _MULTI_OUTPUTS = ("dense", "sparse")  # what Encoded holds
+_RERANK = ("rerank",)  # a cross-encoder loss: logits of (query, document) pairs
 
 
 def _check_outputs(model: Any, loss: Loss, where: str) -> None:
     """Fail before training when ``loss`` needs outputs ``model`` cannot give (from one ``heads`` pass)."""
     if loss.outputs == _DENSE:
         return
-    unknown = [o for o in loss.outputs if o not in _MULTI_OUTPUTS]
+    unknown = [o for o in loss.outputs if o not in (_MULTI_OUTPUTS if loss.outputs != _RERANK else _RERANK)]
     if unknown:
         raise ZooError(f"{where}: loss {loss.name!r} needs output {unknown[0]!r}, which the trainer cannot embed")
     has_heads = callable(getattr(model, "heads", None))
@@ -305,6 +315,8 @@ def _check_outputs(model: Any, loss: Loss, where: str) -> None:
             f"{where}: loss {loss.name!r} needs the model's {' and '.join(missing)} output, which this "
             f"{type(model).__name__} lacks (it has: {', '.join(available)}{'' if has_heads else '; no heads()'})"
         )
+    if loss.outputs == _RERANK and not callable(getattr(model, "tokenize_pairs", None)):
+        raise ZooError(f"{where}: loss {loss.name!r} needs pair encodings, which {type(model).__name__} cannot make")
 
 
 def _embed(
@@ -423,9 +435,29 @@ class _Stepper:
                 ]
                 torch.autograd.backward([x for x, _ in pairs], [g for _, g in pairs])
 
+    def _rerank_scores(self, stage: StageConfig, rows: dict[str, list[Any]]) -> torch.Tensor:
+        """Rerank logits of this rank's slice, ``(b, 1 + K)``: the pair with the positive first, then the negatives."""
+        b = stage.batch_size // self.d.world
+        lo = self.d.rank * b
+        queries, docs = [], []
+        examples = list(zip(*(rows[c][lo : lo + b] for c in ("query", "positive", "negatives")), strict=True))
+        for q, pos, negs in examples:
+            for doc in (pos, *negs):
+                queries.append(q)
+                docs.append(doc)
+        batch = self.model.tokenize_pairs(queries, docs, stage.max_length)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            logits = self.model.heads(**batch, outputs=_RERANK)["rerank"].float()  # (b * (1 + K),)
+        return logits.reshape(len(examples), -1)  # (b, 1 + K)
+
     def step(self, stage: _Stage, source: int, rows: dict[str, list[Any]], lr: float) -> dict[str, float]:
         """Forward, loss, backward, gradient sum across ranks, clipping and the AdamW update."""
         sc, d = stage.cfg, self.d
+        if stage.losses[source].outputs == _RERANK:
+            scores = gather_with_grad(self._rerank_scores(sc, rows), d.world, d.rank)  # (B, 1 + K)
+            loss = stage.losses[source](scores=scores)
+            loss.backward()
+            return self._update(stage, loss, lr)
         texts = self._local_texts(sc, sc.sources[source], rows)
         extra: dict[str, torch.Tensor] = {}
         if "score" in rows:
@@ -444,7 +476,12 @@ class _Stepper:
         loss.backward()
         if chunk:
             self._backward_cached(texts, reps, states, chunk, outputs)
-        _sum_gradients(self.params, d.world)
+        return self._update(stage, loss, lr)
+
+    def _update(self, stage: _Stage, loss: torch.Tensor, lr: float) -> dict[str, float]:
+        """After the backward pass: gradient sum across ranks, clipping and the AdamW update."""
+        sc = stage.cfg
+        _sum_gradients(self.params, self.d.world)
         if sc.grad_clip > 0:
             norm = float(torch.nn.utils.clip_grad_norm_(self.params, sc.grad_clip))
         else:

@@ -146,7 +146,16 @@ def test_gradients_flow_to_every_input() -> None:
 
 
 def test_loss_config_citation_and_errors() -> None:
-    assert set(LOSSES) == {"gte", "infonce", "cosent", "mse-distill", "cosine-distill", "mrl-infonce", "mgte"}
+    assert set(LOSSES) == {
+        "gte",
+        "infonce",
+        "cosent",
+        "mse-distill",
+        "cosine-distill",
+        "mrl-infonce",
+        "mgte",
+        "listwise-ce",
+    }
     loss = create_loss("gte", {"temperature": 0.02})
     assert loss.get_config_dict() == {"name": "gte", "temperature": 0.02, "false_negative_margin": None}
     assert "2308.03281" in loss.citation
