@@ -20,7 +20,6 @@ import fnmatch
 import os
 import shlex
 import sys
-import tomllib
 from collections.abc import Sequence
 from typing import Any
 
@@ -178,16 +177,15 @@ def _task_ids(args: argparse.Namespace) -> list[str]:
 
 
 def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
-    """``KEY=VALUE`` strings as a dict; a value is read as a TOML value (``2``, ``true``), else a string."""
+    """``KEY=VALUE`` strings as a dict; values are read as ``--set`` reads them (``zoo.train.config.parse_value``)."""
+    from zoo.train.config import parse_value
+
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             raise ZooError(f"{flag} {pair!r}: expected KEY=VALUE")
-        try:
-            out[key.strip().replace("-", "_")] = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip().replace("-", "_")] = raw
+        out[key.strip().replace("-", "_")] = parse_value(raw)
     return out
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "apply_overrides",
     "from_dict",
     "to_toml",
+    "parse_value",
 ]
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -210,7 +211,8 @@ def find_recipe(recipe: str | Path) -> Path:
     raise ZooError(f"no recipe {str(recipe)!r}: not a .toml file, and not one of {', '.join(known)}")
 
 
-def _parse_value(raw: str) -> Any:
+def parse_value(raw: str) -> Any:
+    """A ``key=value`` value: a TOML value (``1e-4``, ``true``, ``[1, 2]``, ``"s"``), else the string itself."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -246,7 +248,7 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
         path, sep, raw = item.partition("=")
         if not sep or not path.strip():
             raise ZooError(f"--set {item!r}: expected key=value")
-        _set(data, path.strip().split("."), _parse_value(raw.strip()), path.strip())
+        _set(data, path.strip().split("."), parse_value(raw.strip()), path.strip())
     return data
 
 
