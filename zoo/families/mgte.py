@@ -38,7 +38,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -545,10 +545,8 @@ class MGTEModel(nn.Module):
         from safetensors import safe_open
 
         with safe_open(str(Path(folder) / WEIGHTS), framework="pt") as f:
-            keys = {k.removeprefix("new.") for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
-        classifier = "rerank_head" if "pooler.dense.weight" in keys else "sparse_head"
+            keys = set(_our_names(f.keys()).values())  # noqa: SIM118 (safe_open is not a mapping)
         heads = {h for h in ("sparse_head", "rerank_head") if f"{h}.weight" in keys}
-        heads |= {classifier} if "classifier.weight" in keys else set()
         return MGTERanker if heads == {"rerank_head"} else MGTEEncoder
 
     def as_ranker(self, card: ModelCard, **kwargs: Any) -> MGTERanker:
@@ -568,14 +566,19 @@ def _tokenizer(folder: Path) -> Any:
 _IGNORED = ("lm_head.",)  # the MLM head of pre-training checkpoints: not used here
 
 
+def _our_names(keys: Iterable[str]) -> dict[str, str]:
+    """Upstream key -> ours, for the keys we load: no ``new.``; ``classifier`` is ``rerank_head`` with a pooler,
+    else ``sparse_head``; the MLM head and ``position_ids`` buffers are left out."""
+    bare = {k: k.removeprefix("new.") for k in keys if not k.startswith(_IGNORED)}
+    bare = {k: b for k, b in bare.items() if not b.endswith("position_ids")}  # a buffer in some exports
+    head = "rerank_head" if "pooler.dense.weight" in bare.values() else "sparse_head"
+    classifier = {"classifier.weight": f"{head}.weight", "classifier.bias": f"{head}.bias"}
+    return {k: classifier.get(b, b) for k, b in bare.items()}
+
+
 def _convert_state_dict(state: Mapping[str, torch.Tensor], *, where: str) -> dict[str, torch.Tensor]:
-    """Upstream keys -> ours: no ``new.``; ``classifier`` is ``rerank_head`` with a pooler, else ``sparse_head``."""
-    out = {k.removeprefix("new."): v for k, v in state.items() if not k.startswith(_IGNORED)}
-    out = {k: v for k, v in out.items() if not k.endswith("position_ids")}  # a buffer in some exports
-    head = "rerank_head" if "pooler.dense.weight" in out else "sparse_head"
-    for s in ("weight", "bias"):
-        if f"classifier.{s}" in out:
-            out[f"{head}.{s}"] = out.pop(f"classifier.{s}")
+    """Upstream weights under our names (:func:`_our_names`); a head with more than one label is an error."""
+    out = {ours: state[k] for k, ours in _our_names(state).items()}
     for name in ("sparse_head", "rerank_head"):
         w = out.get(f"{name}.weight")
         if w is not None and w.shape[0] != 1:
