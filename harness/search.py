@@ -15,7 +15,7 @@ broken the same way whatever produced them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -194,17 +194,19 @@ class StreamingTopK(TopKMerger):
         >>> scores, indices = acc.result()
     """
 
-    def __init__(self, queries: np.ndarray, k: int, *, query_chunk: int = 1024, doc_chunk: int = 16384) -> None:
-        super().__init__(len(queries), k, query_chunk=query_chunk, doc_chunk=doc_chunk)
-        self.scorer = DenseScorer(queries)
+    scorer_class: type[DenseScorer] | type[SparseScorer] = DenseScorer
 
-    def add(self, docs: np.ndarray) -> None:
-        """Merge a shard of ``(n_docs, dim)`` documents (rows numbered after all earlier shards) into the top-k."""
+    def __init__(self, queries: Any, k: int, *, query_chunk: int = 1024, doc_chunk: int = 16384) -> None:
+        super().__init__(len(queries), k, query_chunk=query_chunk, doc_chunk=doc_chunk)
+        self.scorer = self.scorer_class(queries)
+
+    def add(self, docs: Any) -> None:
+        """Merge a shard of documents (rows numbered after all earlier shards) into the top-k."""
         self.add_blocks(len(docs), self.scorer.bind(docs))
 
 
-class SparseStreamingTopK(TopKMerger):
-    """The running top-k documents of every query by sparse dot product, fed one corpus shard at a time.
+class SparseStreamingTopK(StreamingTopK):
+    """The same by sparse dot product: queries and shards are ``{term: weight}`` dicts.
 
     Example:
         >>> acc = SparseStreamingTopK([{"cat": 1.2}], k=100)
@@ -212,15 +214,7 @@ class SparseStreamingTopK(TopKMerger):
         >>> acc.result()  # (array([[0.6, 0.]]), array([[0, 1]]))
     """
 
-    def __init__(
-        self, queries: Sequence[Mapping[str, float]], k: int, *, query_chunk: int = 1024, doc_chunk: int = 16384
-    ) -> None:
-        super().__init__(len(queries), k, query_chunk=query_chunk, doc_chunk=doc_chunk)
-        self.scorer = SparseScorer(queries)
-
-    def add(self, docs: Sequence[Mapping[str, float]]) -> None:
-        """Merge a shard of document ``{term: weight}`` dicts (numbered after all earlier shards) into the top-k."""
-        self.add_blocks(len(docs), self.scorer.bind(docs))
+    scorer_class = SparseScorer
 
 
 def dense_topk(

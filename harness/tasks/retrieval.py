@@ -34,8 +34,6 @@ from harness.search import (
     BlockScores,
     DenseScorer,
     SparseScorer,
-    SparseStreamingTopK,
-    StreamingTopK,
     TopKMerger,
 )
 from harness.tasks.base import EvalContext, SplitOutput, Task, encode_sparse_texts, encode_texts, task_type
@@ -99,6 +97,19 @@ def _as_run(queries: Mapping[str, str], doc_ids: list[str], scores: np.ndarray, 
     }
 
 
+def _search(
+    queries: Mapping[str, str], corpus: dict[str, str], top_k: int, bind: Callable[[list[str]], BlockScores]
+) -> Run:
+    """Exact search, one shard of ``SHARD_SIZE`` documents at a time: ``bind(texts)`` encodes a shard and returns
+    its block scorer against the (already encoded) queries; blocks merge into one running top-k."""
+    doc_ids = list(corpus)
+    acc = TopKMerger(len(queries), top_k)
+    for start in range(0, len(doc_ids), SHARD_SIZE):
+        texts = [corpus[i] for i in doc_ids[start : start + SHARD_SIZE]]
+        acc.add_blocks(len(texts), bind(texts))
+    return _as_run(queries, doc_ids, *acc.result())
+
+
 def dense_run(
     model: Encoder, queries: dict[str, str], corpus: dict[str, str], ctx: EvalContext, *, top_k: int = TOP_K
 ) -> Run:
@@ -107,23 +118,16 @@ def dense_run(
     The corpus is encoded and searched one shard of ``SHARD_SIZE`` documents at a time (the unit
     that can later be spread over ranks), so only one shard of embeddings is ever in memory.
     """
-    doc_ids = list(corpus)
-    acc = StreamingTopK(encode_texts(model, list(queries.values()), "query", ctx), top_k)
-    for start in range(0, len(doc_ids), SHARD_SIZE):
-        acc.add(encode_texts(model, [corpus[i] for i in doc_ids[start : start + SHARD_SIZE]], "document", ctx))
-    return _as_run(queries, doc_ids, *acc.result())
+    scorer = DenseScorer(encode_texts(model, list(queries.values()), "query", ctx))  # (nq, dim)
+    return _search(queries, corpus, top_k, lambda texts: scorer.bind(encode_texts(model, texts, "document", ctx)))
 
 
 def sparse_run(
     model: SparseEncoder, queries: dict[str, str], corpus: dict[str, str], ctx: EvalContext, *, top_k: int = TOP_K
 ) -> Run:
     """Exact sparse search (dot products of term weights), shard by shard; hits scoring 0 are left out."""
-    doc_ids = list(corpus)
-    acc = SparseStreamingTopK(encode_sparse_texts(model, list(queries.values()), "query", ctx), top_k)
-    for start in range(0, len(doc_ids), SHARD_SIZE):
-        texts = [corpus[i] for i in doc_ids[start : start + SHARD_SIZE]]
-        acc.add(encode_sparse_texts(model, texts, "document", ctx))
-    run = _as_run(queries, doc_ids, *acc.result())
+    scorer = SparseScorer(encode_sparse_texts(model, list(queries.values()), "query", ctx))  # (nq, V)
+    run = _search(queries, corpus, top_k, lambda texts: scorer.bind(encode_sparse_texts(model, texts, "document", ctx)))
     return {q: {d: s for d, s in docs.items() if s != 0.0} for q, docs in run.items()}
 
 
@@ -170,14 +174,13 @@ def hybrid_run(
     q_texts = list(queries.values())
     dense = DenseScorer(_unit_rows(encode_texts(model, q_texts, "query", ctx), model))  # (nq, dim)
     lexical = SparseScorer(encode_sparse_texts(model, q_texts, "query", ctx))  # (nq, V)
-    acc = TopKMerger(len(queries), top_k)
-    doc_ids = list(corpus)
-    for start in range(0, len(doc_ids), SHARD_SIZE):
-        texts = [corpus[i] for i in doc_ids[start : start + SHARD_SIZE]]
+
+    def bind(texts: list[str]) -> BlockScores:
         d_dense = dense.bind(_unit_rows(encode_texts(model, texts, "document", ctx), model))  # (nd, dim)
         d_sparse = lexical.bind(encode_sparse_texts(model, texts, "document", ctx))  # (nd, V)
-        acc.add_blocks(len(texts), _weighted(d_dense, d_sparse, dense_weight, sparse_weight))
-    return _as_run(queries, doc_ids, *acc.result())
+        return _weighted(d_dense, d_sparse, dense_weight, sparse_weight)
+
+    return _search(queries, corpus, top_k, bind)
 
 
 _RUNS: dict[str, Callable[..., Run]] = {"dense": dense_run, "sparse": sparse_run, "hybrid": hybrid_run}
