@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, ClassVar
@@ -172,6 +172,22 @@ class Task:
         raise NotImplementedError
 
 
+def _blocks(
+    unique: Sequence[str], rows: Iterable[int], desc: str, ctx: EvalContext
+) -> Iterator[tuple[list[int], bool]]:
+    """``rows`` of ``unique`` in blocks of ``max(16 * batch size, 512)`` texts, longest first, with a progress
+    bar; yields ``(block, is_last)``. Length-sorted blocks give the encoder uniform batches."""
+    from tqdm.auto import tqdm
+
+    order = sorted(rows, key=lambda i: -len(unique[i]))
+    block = max(ctx.batch_size * 16, 512)
+    with tqdm(total=len(order), desc=desc, unit="text", disable=not ctx.progress, leave=False) as bar:
+        for start in range(0, len(order), block):
+            idx = order[start : start + block]
+            yield idx, start + block >= len(order)
+            bar.update(len(idx))
+
+
 def encode_texts(model: Encoder, texts: Sequence[str], kind: Kind, ctx: EvalContext) -> np.ndarray:
     """Embed ``texts`` once each, from the cache where possible, longest first, with a progress bar.
 
@@ -182,36 +198,26 @@ def encode_texts(model: Encoder, texts: Sequence[str], kind: Kind, ctx: EvalCont
         ``(len(texts), dim)`` float32 rows in the order of ``texts``; rows are L2-normalised when the
         model's card declares cosine similarity.
     """
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     unique = list(dict.fromkeys(texts))
     missing, emb = ctx.cache.get(unique, kind) if ctx.cache is not None else (list(range(len(unique))), None)
     ctx.count("texts_cached", len(unique) - len(missing))
     ctx.count("texts_encoded", len(missing))
-    order = sorted(missing, key=lambda i: -len(unique[i]))
-    block = max(ctx.batch_size * 16, 512)
     to_cache: list[tuple[list[int], np.ndarray]] = []
-    with tqdm(
-        total=len(order), desc=f"{ctx.task_id} {kind}", unit="text", disable=not ctx.progress, leave=False
-    ) as bar:
-        for start in range(0, len(order), block):
-            idx = order[start : start + block]
-            vectors = np.asarray(model.encode([unique[i] for i in idx], kind=kind, batch_size=ctx.batch_size))
-            bad = ~np.isfinite(vectors).all(axis=1)
-            if bad.any():  # a NaN row would outrank everything in top-k search: score it as a zero vector
-                ctx.count("texts_nonfinite", int(bad.sum()))
-                vectors = np.where(bad[:, None], 0.0, vectors).astype(np.float32)
-            if emb is None:
-                emb = np.zeros((len(unique), vectors.shape[1]), dtype=np.float32)
-            emb[idx] = vectors
-            to_cache.append((idx, vectors))
-            last = start + block >= len(order)
-            if ctx.cache is not None and (last or sum(len(i) for i, _ in to_cache) >= CACHE_FLUSH):
-                rows = [row for rows_, _ in to_cache for row in rows_]
-                ctx.cache.put([unique[r] for r in rows], kind, np.concatenate([v for _, v in to_cache]))
-                to_cache = []
-            bar.update(len(idx))
+    for idx, last in _blocks(unique, missing, f"{ctx.task_id} {kind}", ctx):
+        vectors = np.asarray(model.encode([unique[i] for i in idx], kind=kind, batch_size=ctx.batch_size))
+        bad = ~np.isfinite(vectors).all(axis=1)
+        if bad.any():  # a NaN row would outrank everything in top-k search: score it as a zero vector
+            ctx.count("texts_nonfinite", int(bad.sum()))
+            vectors = np.where(bad[:, None], 0.0, vectors).astype(np.float32)
+        if emb is None:
+            emb = np.zeros((len(unique), vectors.shape[1]), dtype=np.float32)
+        emb[idx] = vectors
+        to_cache.append((idx, vectors))
+        if ctx.cache is not None and (last or sum(len(i) for i, _ in to_cache) >= CACHE_FLUSH):
+            rows = [row for rows_, _ in to_cache for row in rows_]
+            ctx.cache.put([unique[r] for r in rows], kind, np.concatenate([v for _, v in to_cache]))
+            to_cache = []
     if emb is None:  # no texts at all
         emb = np.zeros((0, model.card.embed_dim or 0), dtype=np.float32)
     if getattr(model.card, "similarity", None) == "cosine":
@@ -234,25 +240,16 @@ def encode_sparse_texts(
     Returns:
         One ``{term: weight}`` dict per text, in the order of ``texts`` (repeated texts share one dict).
     """
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     unique = list(dict.fromkeys(texts))
     ctx.count("texts_encoded", len(unique))
-    order = sorted(range(len(unique)), key=lambda i: -len(unique[i]))
-    block = max(ctx.batch_size * 16, 512)
     weights: list[dict[str, float]] = [{} for _ in unique]
-    with tqdm(
-        total=len(order), desc=f"{ctx.task_id} {kind} (sparse)", unit="text", disable=not ctx.progress, leave=False
-    ) as bar:
-        for start in range(0, len(order), block):
-            idx = order[start : start + block]
-            out = model.encode_sparse([unique[i] for i in idx], kind=kind, batch_size=ctx.batch_size)
-            for i, w in zip(idx, out, strict=True):
-                weights[i] = {t: float(v) for t, v in w.items() if math.isfinite(v)}
-                if len(weights[i]) < len(w):
-                    ctx.count("texts_nonfinite", 1)
-            bar.update(len(idx))
+    for idx, _ in _blocks(unique, range(len(unique)), f"{ctx.task_id} {kind} (sparse)", ctx):
+        out = model.encode_sparse([unique[i] for i in idx], kind=kind, batch_size=ctx.batch_size)
+        for i, w in zip(idx, out, strict=True):
+            weights[i] = {t: float(v) for t, v in w.items() if math.isfinite(v)}
+            if len(weights[i]) < len(w):
+                ctx.count("texts_nonfinite", 1)
     position = {t: i for i, t in enumerate(unique)}
     ctx.add_time("encode_s", time.perf_counter() - t0)
     return [weights[position[t]] for t in texts]
