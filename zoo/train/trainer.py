@@ -382,18 +382,22 @@ class _Stepper:
         self.cfg, self.model, self.d = cfg, model, d
         self.params = [p for p in model.parameters() if p.requires_grad]
 
+    def _rank_rows(self, stage: StageConfig) -> slice:
+        """This rank's rows of the global batch (``batch_size / world`` consecutive examples)."""
+        b = stage.batch_size // self.d.world
+        return slice(self.d.rank * b, (self.d.rank + 1) * b)
+
     def _local_texts(
         self, stage: StageConfig, source: SourceConfig, rows: dict[str, list[Any]]
     ) -> dict[str, tuple[list[str], int]]:
         """Flat texts of this rank's slice per text column, prompts prepended, with their max length."""
-        b = stage.batch_size // self.d.world
-        lo = self.d.rank * b
+        mine = self._rank_rows(stage)
         prompts = getattr(self.model, "prompts", None) or {}
         out = {}
         for col, side in TEXT_COLUMNS.items():
             if col not in rows:
                 continue
-            vals = rows[col][lo : lo + b]
+            vals = rows[col][mine]
             flat = [t for group in vals for t in group] if col == "negatives" else vals
             length = (stage.query_max_length or stage.max_length) if side == "query" else stage.max_length
             prompt = prompts.get("document" if side == "document" and not source.symmetric else "query", "")
@@ -437,10 +441,9 @@ class _Stepper:
 
     def _rerank_scores(self, stage: StageConfig, rows: dict[str, list[Any]]) -> torch.Tensor:
         """Rerank logits of this rank's slice, ``(b, 1 + K)``: the pair with the positive first, then the negatives."""
-        b = stage.batch_size // self.d.world
-        lo = self.d.rank * b
+        mine = self._rank_rows(stage)
         queries, docs = [], []
-        examples = list(zip(*(rows[c][lo : lo + b] for c in ("query", "positive", "negatives")), strict=True))
+        examples = list(zip(*(rows[c][mine] for c in ("query", "positive", "negatives")), strict=True))
         for q, pos, negs in examples:
             for doc in (pos, *negs):
                 queries.append(q)
