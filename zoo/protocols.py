@@ -3,6 +3,9 @@
 A model implements one or more of them and carries its :class:`~zoo.registry.ModelCard` as
 ``card``. Task types name the protocols they need; a model that implements none of them is
 refused with a ``TypeError`` naming the model and the task type (mteb's convention).
+
+:class:`Trainable` is the other side: what the training engine (``zoo.train``) needs of a family's model
+class (``zoo.family.Family.model``). The harness never sees it.
 """
 
 from __future__ import annotations
@@ -11,11 +14,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    import os
+    from pathlib import Path
+
     import numpy as np
+    import torch
 
     from zoo.registry import ModelCard
 
-__all__ = ["Kind", "Encoder", "SparseEncoder", "Retriever", "Ranker", "Tagger"]
+__all__ = ["Kind", "Encoder", "SparseEncoder", "Retriever", "Ranker", "Tagger", "Trainable"]
 
 Kind = Literal["query", "document"]
 
@@ -121,4 +128,42 @@ class Tagger(Protocol):
         Returns:
             One label sequence per sentence, of the same lengths (BIO/BIES tags).
         """
+        ...
+
+
+@runtime_checkable
+class Trainable(Protocol):
+    """What the training engine needs of a model: a ``torch.nn.Module`` that loads, saves, tokenizes and gives its
+    outputs from one forward pass.
+
+    The engine's objectives (``zoo.train.objectives``) ask ``heads`` for the outputs their loss declares:
+    ``"dense"`` ``(B, D)`` embeddings, ``"sparse"`` ``(B, T)`` token weights (with ``special_token_ids``),
+    ``"rerank"`` ``(B,)`` pair logits (with ``tokenize_pairs``), ``"mlm"`` / ``"lm"`` token logits of the
+    positions ``select`` marks, ``(M, V)``. A model lists what it can give in ``head_outputs``; a loss that
+    needs another output fails before training, naming it.
+    """
+
+    prompts: Mapping[str, str]  # text prepended per kind in training, as the card's prompts at evaluation
+    head_outputs: tuple[str, ...]
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the dense embeddings."""
+        ...
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike[str], **overrides: object) -> Trainable:
+        """Load a folder or checkpoint source (``zoo.checkpoints.resolve``); ``overrides`` are the recipe's."""
+        ...
+
+    def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
+        """Write a folder :meth:`from_pretrained` loads back (safetensors); returns it."""
+        ...
+
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Pad and truncate a batch: at least ``input_ids`` and ``attention_mask``, ``(B, T)``."""
+        ...
+
+    def heads(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: object) -> dict[str, torch.Tensor]:
+        """``{output: float32 tensor}`` for each of ``kwargs["outputs"]``, from one backbone pass."""
         ...

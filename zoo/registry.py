@@ -5,6 +5,10 @@ size), the tag after it selects the weights: ``minilm-l6.st``. Names without a t
 single card. Families register themselves when imported; the built-in ones are imported lazily from
 ``FAMILIES``, third-party ones from the ``zoobench.models`` entry-point group or a module path given
 on the command line (``--plugin my_pkg.models``) or in ``$ZOOBENCH_PLUGINS`` (comma-separated).
+
+Families (``zoo.family.Family``) are collected the same way: an imported module's ``FAMILY`` value is
+registered (:func:`register_family`), and :func:`get_family` finds it by name for the trainer and for
+trained folders.
 """
 
 from __future__ import annotations
@@ -20,8 +24,19 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from zoo.errors import ZooError
+from zoo.family import Family
 
-__all__ = ["ModelCard", "register_model", "create_model", "get_card", "list_models", "load_plugins", "FAMILIES"]
+__all__ = [
+    "ModelCard",
+    "register_model",
+    "create_model",
+    "get_card",
+    "list_models",
+    "load_plugins",
+    "register_family",
+    "get_family",
+    "FAMILIES",
+]
 
 FAMILIES: tuple[str, ...] = ("zoo.families.baselines", "zoo.families.gte", "zoo.families.mgte")
 ENTRY_POINT_GROUP = "zoobench.models"
@@ -75,6 +90,7 @@ class _Entry:
 
 _ARCHS: dict[str, _Entry] = {}
 _CARDS: dict[str, tuple[_Entry, ModelCard]] = {}
+_FAMILIES: dict[str, Family] = {}
 _loaded_modules: set[str] = set()
 
 
@@ -114,8 +130,38 @@ def register_model(name: str, *, cards: Iterable[ModelCard]) -> Callable[[Callab
     return decorator
 
 
+def register_family(family: Family) -> Family:
+    """Make a family known to the trainer and to trained folders (an imported module's ``FAMILY`` is registered
+    this way); returns it.
+
+    Raises:
+        ValueError: another family already has the name.
+    """
+    if not isinstance(family, Family):
+        raise TypeError(f"register_family expects a zoo.family.Family, got {type(family).__name__}")
+    known = _FAMILIES.get(family.name)
+    if known is not None and known is not family:
+        raise ValueError(f"family {family.name!r} is registered twice")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def get_family(name: str) -> Family:
+    """The registered family called ``name`` (built-in families and plugins are imported first).
+
+    Raises:
+        ZooError: no family has that name (the message lists the known ones).
+    """
+    load_plugins()
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        raise ZooError(f"unknown family {name!r} (known: {', '.join(sorted(_FAMILIES))})") from None
+
+
 def load_plugins(modules: Iterable[str] = ()) -> None:
-    """Import the built-in families, entry-point plugins and the given module paths (once each)."""
+    """Import the built-in families, entry-point plugins and the given module paths (once each); register the
+    ``FAMILY`` each declares."""
     env = [m.strip() for m in os.environ.get("ZOOBENCH_PLUGINS", "").split(",") if m.strip()]
     for module in (*FAMILIES, *env, *modules):
         _import_once(module, module)
@@ -127,7 +173,10 @@ def _import_once(module: str, what: str) -> None:
     if module in _loaded_modules:
         return
     try:
-        importlib.import_module(module)
+        imported = importlib.import_module(module)
+        family = getattr(imported, "FAMILY", None)
+        if isinstance(family, Family):
+            register_family(family)
     except Exception as e:  # a plugin's own failure (ImportError, a duplicate name, ...) is the user's input
         raise ZooError(f"cannot import model plugin {what}: {type(e).__name__}: {e}") from e
     _loaded_modules.add(module)

@@ -16,11 +16,9 @@ record (resolved recipe, data checksums, git revision, weights sha256). The regi
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import os
 import sys
-import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,15 +27,14 @@ import numpy as np
 
 from zoo.errors import ZooError
 from zoo.protocols import Encoder
-from zoo.registry import ModelCard
+from zoo.registry import ModelCard, get_family
 
 __all__ = [
-    "MODEL_CLASSES",
     "TRAIN_RECORD",
+    "WEIGHTS",
     "models_dir",
     "discover",
     "card_from_folder",
-    "load_model_class",
     "trained",
     "export_sentence_transformers",
 ]
@@ -46,23 +43,10 @@ TRAIN_RECORD = "train.json"
 WEIGHTS = "model.safetensors"
 MODELS_ENV = "ZOOBENCH_MODELS"
 
-# family -> "module:Class" with from_pretrained(folder, **overrides), save_pretrained(folder), tokenize, forward
-# and as_encoder(card, **kwargs) (the Encoder over the loaded model)
-MODEL_CLASSES: dict[str, str] = {"gte": "zoo.families.gte:GTEModel", "mgte": "zoo.families.mgte:MGTEModel"}
-
 
 def models_dir() -> Path:
     """Where trained models live: ``$ZOOBENCH_MODELS``, else ``./models``."""
     return Path(os.environ.get(MODELS_ENV) or "models")
-
-
-def load_model_class(family: str) -> Any:
-    """The trainable model class of a family (see ``MODEL_CLASSES``)."""
-    try:
-        module, _, cls = MODEL_CLASSES[family].partition(":")
-    except KeyError:
-        raise ZooError(f"family {family!r} has no trainable model class (known: {', '.join(MODEL_CLASSES)})") from None
-    return getattr(importlib.import_module(module), cls)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -104,14 +88,28 @@ def card_from_folder(folder: Path) -> ModelCard:
 def discover(taken: Sequence[str] = ()) -> list[tuple[ModelCard, Callable[..., Any]]]:
     """Cards and factories of the finished training folders under :func:`models_dir`.
 
+    The folders are read once for as long as nothing in them changes (the memo is keyed by the folders and the
+    modification times of their ``train.json`` and weights), so a command that resolves several names scans once.
+
     Args:
         taken: names already registered; a folder with one of them is skipped (with a warning).
     """
     root = models_dir()
     if not root.is_dir():
         return []
+    folders = sorted(p for p in root.iterdir() if (p / TRAIN_RECORD).is_file())
+    return list(_discover(tuple(taken), tuple((str(f), _stamp(f)) for f in folders)))
+
+
+def _stamp(folder: Path) -> tuple[int, ...]:
+    stats = [folder / TRAIN_RECORD, folder / WEIGHTS]
+    return tuple(int(p.stat().st_mtime_ns) if p.exists() else 0 for p in stats)
+
+
+@functools.lru_cache(maxsize=8)
+def _discover(taken: tuple[str, ...], folders: tuple[tuple[str, tuple[int, ...]], ...]) -> tuple[Any, ...]:
     found = []
-    for folder in sorted(p for p in root.iterdir() if (p / TRAIN_RECORD).is_file()):
+    for folder in (Path(f) for f, _ in folders):
         try:
             card = card_from_folder(folder)
             factory = _family_factory(card.family, _runner_class(card.family, folder))
@@ -122,28 +120,21 @@ def discover(taken: Sequence[str] = ()) -> list[tuple[ModelCard, Callable[..., A
             print(f"zoobench: warning: skipped {folder}: model name {card.name!r} is taken or invalid", file=sys.stderr)
             continue
         found.append((card, factory))
-    return found
+    return tuple(found)
 
 
 def _runner_class(family: str, folder: Path) -> type | None:
-    """What the family's ``as_encoder`` returns for this folder: the model class's ``runner_class(folder)``
-    when it has one (mGTE: a ranker for a rerank-only folder), else ``as_encoder``'s return annotation."""
-    cls = load_model_class(family)
-    if callable(getattr(cls, "runner_class", None)):
-        try:
-            return cls.runner_class(folder)
-        except (OSError, ValueError) as e:  # an unreadable weights file: the load will say more
-            raise ZooError(f"{folder}: cannot read the weights' header ({type(e).__name__})") from None
+    """What the family's runtime gives for this folder (``Family.runtime_class``), read without loading weights."""
     try:
-        found = typing.get_type_hints(cls.as_encoder).get("return")
-    except (NameError, AttributeError, TypeError):
-        return None
+        found = get_family(family).runtime_class(folder)
+    except (OSError, ValueError) as e:  # an unreadable weights file: the load will say more
+        raise ZooError(f"{folder}: cannot read the weights' header ({type(e).__name__})") from None
     return found if isinstance(found, type) else None
 
 
 @functools.cache
 def _family_factory(family: str, encoder_cls: type | None = None) -> Callable[..., Any]:
-    """:func:`trained`, annotated with the class ``as_encoder`` gives for the folder (:func:`_runner_class`).
+    """:func:`trained`, annotated with the class the family's runtime gives for the folder (:func:`_runner_class`).
 
     ``create_model(lazy=True)`` builds its stand-in from the factory's return annotation: with the family's
     class it offers all its protocols (mGTE's ``encode_sparse``, or ``score`` for a trained reranker) and
@@ -162,7 +153,7 @@ def trained(card: ModelCard, *, check_revision: bool = True, **kwargs: Any) -> E
     """Load a discovered training folder (the factory of every discovered card).
 
     The weights are checked against ``train.json`` (their sha256), then the family's model class loads
-    them and its ``as_encoder(card, **kwargs)`` wraps them: a trained GTE model encodes through
+    them and its ``runtime(model, card, **kwargs)`` wraps them: a trained GTE model encodes through
     :class:`zoo.families.gte.GTEEncoder` (length-sorted token batches, ``dtype="bfloat16"`` autocast).
 
     Args:
@@ -177,8 +168,8 @@ def trained(card: ModelCard, *, check_revision: bool = True, **kwargs: Any) -> E
     record = _read_json(folder / TRAIN_RECORD)
     if check_revision and sha256_file(folder / WEIGHTS) != record["weights_sha256"]:
         raise ZooError(f"{folder / WEIGHTS}: the weights changed after training (sha256 differs from train.json)")
-    model = load_model_class(card.family).from_pretrained(folder)
-    return model.as_encoder(card, **kwargs)
+    family = get_family(card.family)
+    return family.runtime(family.model.from_pretrained(folder), card, **kwargs)
 
 
 # SENTENCE-TRANSFORMERS EXPORT ====================================================================

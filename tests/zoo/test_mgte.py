@@ -19,8 +19,7 @@ from zoo.families.mgte import MGTEConfig, MGTEEncoder, MGTEModel, hybrid_scores,
 from zoo.nn.attention import keep_padding, unpad, unpadded_attention
 from zoo.nn.rope import RotaryEmbedding, apply_rotary, inv_frequencies
 from zoo.protocols import Encoder, Ranker, SparseEncoder
-from zoo.registry import create_model, get_card, list_models
-from zoo.trained import load_model_class
+from zoo.registry import create_model, get_card, get_family, list_models
 
 MGTE_CARDS = ["gte-multilingual-base.alibaba", "gte-multilingual-reranker-base.alibaba", "test-mgte"]
 TEXTS = ["a cat", "the quick brown fox jumps over the lazy dog " * 6, "x", "cats and dogs and more cats"]
@@ -420,7 +419,7 @@ def test_hybrid_scores_by_hand() -> None:
 
 
 def test_training_interface(tiny: MGTEEncoder, tmp_path: Path) -> None:
-    cls = load_model_class("mgte")
+    cls = get_family("mgte").model
     assert cls is MGTEModel
     model = tiny.model.train()
     assert model.prompts == {} and model.max_tokens == 512 and model.embed_dim == 64

@@ -48,13 +48,23 @@ import torch
 
 from zoo.checkpoints import resolve
 from zoo.errors import ZooError
+from zoo.family import Family, ScratchConfig
 from zoo.nn.batching import DTYPES, cpu_has_bf16, free_cores
 from zoo.nn.batching import token_batches as _token_batches
 from zoo.nn.pooling import POOLING
 from zoo.protocols import Kind
 from zoo.registry import ModelCard, register_model
 
-__all__ = ["GTEModel", "GTEEncoder", "folder_card", "weights_revision", "cpu_has_bf16", "free_cores", "DTYPES"]
+__all__ = [
+    "GTEModel",
+    "GTEEncoder",
+    "FAMILY",
+    "folder_card",
+    "weights_revision",
+    "cpu_has_bf16",
+    "free_cores",
+    "DTYPES",
+]
 
 ZOOBENCH_CONFIG = "zoobench.json"
 WEIGHTS = "model.safetensors"
@@ -159,6 +169,8 @@ class GTEModel(torch.nn.Module):
         """Width of the output vectors."""
         return self.backbone.config.hidden_size
 
+    head_outputs: tuple[str, ...] = ("dense",)  # what heads() can give (zoo.protocols.Trainable)
+
     @classmethod
     def from_pretrained(
         cls, source: str | os.PathLike[str], *, dtype: str | torch.dtype = torch.float32, **overrides: Any
@@ -248,6 +260,15 @@ class GTEModel(torch.nn.Module):
             list(texts), padding=True, truncation=True, max_length=max_length or self.max_tokens, return_tensors="pt"
         )
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def heads(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, outputs: Sequence[str] = ("dense",), **_: Any
+    ) -> dict[str, torch.Tensor]:
+        """``{"dense": (B, D)}`` (``zoo.protocols.Trainable``); GTE has no other output."""
+        unknown = [o for o in outputs if o not in self.head_outputs]
+        if unknown:
+            raise ZooError(f"GTEModel has no {unknown[0]!r} output (it has: {', '.join(self.head_outputs)})")
+        return {"dense": self(input_ids, attention_mask)}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> torch.Tensor:
         """Embed a tokenized batch: ``(B, T) -> (B, D)``, float32 whatever the compute dtype."""
@@ -340,6 +361,44 @@ class GTEEncoder:
             yield
         finally:
             torch.set_num_threads(before)
+
+
+# Scratch and family ==============================================================================
+
+
+def _write_scratch(folder: Path, tokenizer: Any, cfg: ScratchConfig, *, seed: int) -> Path:
+    """Write a randomly initialised ``BertModel`` (seeded) and its tokenizer as an HF-style folder."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=cfg.max_position,
+        hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.dropout,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = BertModel(config, add_pooling_layer=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.model_max_length = cfg.max_position
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+FAMILY = Family(
+    name="gte",
+    model=GTEModel,
+    runtime=GTEModel.as_encoder,
+    runtime_class=lambda folder: GTEEncoder,
+    scratch=_write_scratch,
+    citation=_CITE_GTE,
+)
 
 
 # Cards for folders ===============================================================================

@@ -39,7 +39,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from torch.utils.checkpoint import checkpoint
 from zoo.checkpoints import resolve
 from zoo.errors import ZooError
 from zoo.families.gte import _quiet_transformers
+from zoo.family import Family, ScratchConfig
 from zoo.nn.attention import Unpadded, keep_padding, unpad, unpadded_attention
 from zoo.nn.batching import DTYPES, cpu_has_bf16, inference, length_sorted_batches
 from zoo.nn.layers import ACTIVATIONS, NORMS
@@ -60,7 +61,16 @@ from zoo.nn.rope import ROPE_SCALING, RotaryEmbedding, apply_rotary
 from zoo.protocols import Kind
 from zoo.registry import ModelCard, register_model
 
-__all__ = ["MGTEConfig", "MGTEModel", "MGTEEncoder", "MGTERanker", "lexical_scores", "hybrid_scores"]
+__all__ = [
+    "MGTEConfig",
+    "MGTEModel",
+    "MGTEEncoder",
+    "MGTERanker",
+    "MGTEScratchConfig",
+    "FAMILY",
+    "lexical_scores",
+    "hybrid_scores",
+]
 
 WEIGHTS, CONFIG, ZOOBENCH_CONFIG = "model.safetensors", "config.json", "zoobench.json"
 _CITE_MGTE = (
@@ -776,6 +786,79 @@ class MGTERanker(_Runner):
         for rows, batch in self._batches(features, self.batch_size):
             out[rows] = self.model.heads(**batch, outputs=("rerank",))["rerank"].cpu().numpy()
         return out
+
+
+# Scratch and family ==============================================================================
+
+# RoPE base of scratch mGTE models: the paper's first pre-training stage (MLM-2048) uses 10,000; the released
+# 8192-token models use 160,000, which only matters for contexts far longer than a scratch model's.
+SCRATCH_ROPE_THETA = 10000.0
+# Initial bias of a scratch model's sparse head. The last hidden states of a random model share a large common
+# direction, so with a zero bias ReLU(w.h) can be 0 for every token (it is for seed 0 of mgte/tiny-scratch): a dead
+# head that never gets a gradient. With bias 1 every token starts near weight 1, i.e. lexical scores start as
+# counts of shared tokens, and the mgte loss moves them from there.
+SCRATCH_SPARSE_BIAS = 1.0
+_SCRATCH_HEADS = ("sparse", "rerank")
+
+
+@dataclass
+class MGTEScratchConfig(ScratchConfig):
+    """The scratch table of an mGTE recipe: the shared keys, and which task heads the random model gets."""
+
+    # "sparse" (the mgte loss trains it) and/or "rerank" (listwise-ce trains a cross-encoder)
+    heads: list[str] = field(default_factory=lambda: ["sparse"])
+
+
+def _write_scratch(folder: Path, tokenizer: Any, cfg: MGTEScratchConfig, *, seed: int) -> Path:
+    """Write a randomly initialised mGTE (:meth:`MGTEModel.from_config`, seeded) with its heads, and its tokenizer.
+
+    The architecture is mGTE's "transformer++" at the sizes of ``cfg``: RoPE with base ``SCRATCH_ROPE_THETA``,
+    GeGLU, post-LayerNorm, hidden dropout ``cfg.dropout`` and no attention-probability dropout (as mGTE), one token
+    type (two with the rerank head: the WordPiece pair encoding marks the document with token type 1, as BERT's
+    segments); the heads are ``cfg.heads``: ``"sparse"`` (``Linear(H, 1)``, bias ``SCRATCH_SPARSE_BIAS``) so the
+    ``mgte`` loss can train it, ``"rerank"`` (pooler + ``Linear(H, 1)``, normal init as upstream) so
+    ``listwise-ce`` can train a cross-encoder.
+    """
+    unknown = sorted(set(cfg.heads) - set(_SCRATCH_HEADS))
+    if unknown or not cfg.heads:
+        raise ZooError(f"model.scratch.heads: {unknown[0] if unknown else 'none'!r}; mGTE's heads: sparse, rerank")
+    config = MGTEConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=0.0,
+        max_position_embeddings=cfg.max_position,
+        rope_theta=SCRATCH_ROPE_THETA,
+        pad_token_id=tokenizer.pad_token_id,
+        type_vocab_size=2 if "rerank" in cfg.heads else 1,
+    )
+    tokenizer.model_max_length = cfg.max_position
+    model = MGTEModel.from_config(
+        config,
+        tokenizer,
+        seed=seed,
+        sparse_head="sparse" in cfg.heads,
+        rerank_head="rerank" in cfg.heads,
+        max_tokens=cfg.max_position,
+    )
+    if model.sparse_head is not None:
+        with torch.no_grad():
+            model.sparse_head.bias.fill_(SCRATCH_SPARSE_BIAS)
+    return model.save_pretrained(folder)
+
+
+FAMILY = Family(
+    name="mgte",
+    model=MGTEModel,
+    runtime=MGTEModel.as_encoder,
+    runtime_class=MGTEModel.runner_class,
+    scratch=_write_scratch,
+    scratch_config=MGTEScratchConfig,
+    citation=_CITE_MGTE,
+)
 
 
 # Factory =========================================================================================

@@ -4,7 +4,8 @@ This package imports nothing heavy, so the CLI can declare ``zoobench train`` wi
 
     zoobench train --recipe gte/minilm-two-stage [--set stages.*.steps=50] [--out DIR]
     python -m zoo.train --recipe gte/tiny-scratch                     # the same, without the CLI
-    torchrun --standalone --nproc_per_node 2 -m zoo.train --recipe ...  # DDP (gloo on CPU)
+    torchrun --standalone --nproc_per_node 2 -m zoo.train --recipe ...  # DDP (gloo on CPU, NCCL on CUDA)
+    zoobench train --recipe gte/minilm-two-stage --device cuda        # the same recipe on a GPU (default: auto)
 """
 
 from __future__ import annotations
@@ -27,11 +28,21 @@ def train(
     resume: bool = True,
     progress: bool = True,
     on_step: Callable[[int, dict[str, Any]], None] | None = None,
+    device: str | None = None,
 ) -> Path:
     """Train a model from a recipe and register it; see :func:`zoo.train.trainer.train`."""
     from zoo.train.trainer import train as _train
 
-    return _train(recipe, overrides, out=out, data_dir=data_dir, resume=resume, progress=progress, on_step=on_step)
+    return _train(
+        recipe,
+        overrides,
+        out=out,
+        data_dir=data_dir,
+        resume=resume,
+        progress=progress,
+        on_step=on_step,
+        device=device,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir", help="where the training data lives (default: $ZOOBENCH_DATA, ./data, ../shared/data)"
     )
+    parser.add_argument(
+        "--device", help="where to train: auto (CUDA when present, else CPU), cpu, cuda, cuda:1 (default: the recipe's)"
+    )
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT has checkpoints")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -64,4 +78,5 @@ def train_from_args(args: argparse.Namespace) -> Path:
         data_dir=args.data_dir,
         resume=not args.no_resume,
         progress=not args.no_progress,
+        device=args.device,
     )

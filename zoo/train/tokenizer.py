@@ -1,21 +1,21 @@
-"""Tokenizers and initial weights for models trained from scratch.
+"""Tokenizers for models trained from scratch.
 
 ``train_wordpiece`` trains a BERT-style WordPiece tokenizer with the ``tokenizers`` library on the
 string fields of JSON-lines corpora and wraps it as a transformers fast tokenizer (``save_pretrained``
-then writes files ``AutoTokenizer`` loads). ``SCRATCH`` maps a family to the function that writes its
-randomly initialised HF-style folder, which the family's ``from_pretrained`` then loads.
+then writes files ``AutoTokenizer`` loads). The family's ``Family.scratch`` then writes its randomly
+initialised HF-style folder with it, which the family's ``from_pretrained`` loads.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
 
-__all__ = ["corpus_texts", "train_wordpiece", "write_bert_scratch", "write_mgte_scratch", "SCRATCH", "SPECIAL_TOKENS"]
+__all__ = ["corpus_texts", "train_wordpiece", "SPECIAL_TOKENS"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -78,89 +78,3 @@ def train_wordpiece(texts: Iterable[str], *, vocab_size: int, lowercase: bool = 
         sep_token="[SEP]",
         mask_token="[MASK]",
     )
-
-
-def write_bert_scratch(folder: Path, tokenizer: Any, cfg: Any, *, seed: int) -> Path:
-    """Write a randomly initialised ``BertModel`` (seeded) and its tokenizer as an HF-style folder."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        intermediate_size=cfg.intermediate_size,
-        max_position_embeddings=cfg.max_position,
-        hidden_dropout_prob=cfg.dropout,
-        attention_probs_dropout_prob=cfg.dropout,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = BertModel(config, add_pooling_layer=False)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.model_max_length = cfg.max_position
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-# RoPE base of scratch mGTE models: the paper's first pre-training stage (MLM-2048) uses 10,000; the released
-# 8192-token models use 160,000, which only matters for contexts far longer than a scratch model's.
-MGTE_SCRATCH_ROPE_THETA = 10000.0
-# Initial bias of a scratch model's sparse head. The last hidden states of a random model share a large common
-# direction, so with a zero bias ReLU(w.h) can be 0 for every token (it is for seed 0 of mgte/tiny-scratch): a dead
-# head that never gets a gradient. With bias 1 every token starts near weight 1, i.e. lexical scores start as
-# counts of shared tokens, and the mgte loss moves them from there.
-MGTE_SCRATCH_SPARSE_BIAS = 1.0
-
-
-def write_mgte_scratch(folder: Path, tokenizer: Any, cfg: Any, *, seed: int) -> Path:
-    """Write a randomly initialised mGTE (``MGTEModel.from_config``, seeded) with its heads, and its tokenizer.
-
-    The architecture is mGTE's "transformer++" at the sizes of ``cfg`` (a ``ScratchConfig``): RoPE with base
-    ``MGTE_SCRATCH_ROPE_THETA``, GeGLU, post-LayerNorm, hidden dropout ``cfg.dropout`` and no attention-probability
-    dropout (as mGTE), one token type (two with the rerank head: the WordPiece pair encoding marks the document
-    with token type 1, as BERT's segments); the heads are ``cfg.heads``: ``"sparse"`` (default; ``Linear(H, 1)``, bias
-    ``MGTE_SCRATCH_SPARSE_BIAS``) so the ``mgte`` loss can train it, ``"rerank"`` (pooler + ``Linear(H, 1)``, normal
-    init as upstream) so ``listwise-ce`` can train a cross-encoder.
-    """
-    from zoo.families.mgte import MGTEConfig, MGTEModel
-
-    heads = list(getattr(cfg, "heads", ["sparse"]))
-    unknown = sorted(set(heads) - {"sparse", "rerank"})
-    if unknown or not heads:
-        raise ZooError(f"model.scratch.heads: {unknown[0] if unknown else 'none'!r}; mGTE's heads: sparse, rerank")
-    config = MGTEConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        intermediate_size=cfg.intermediate_size,
-        hidden_dropout_prob=cfg.dropout,
-        attention_probs_dropout_prob=0.0,
-        max_position_embeddings=cfg.max_position,
-        rope_theta=MGTE_SCRATCH_ROPE_THETA,
-        pad_token_id=tokenizer.pad_token_id,
-        type_vocab_size=2 if "rerank" in heads else 1,
-    )
-    import torch
-
-    tokenizer.model_max_length = cfg.max_position
-    model = MGTEModel.from_config(
-        config,
-        tokenizer,
-        seed=seed,
-        sparse_head="sparse" in heads,
-        rerank_head="rerank" in heads,
-        max_tokens=cfg.max_position,
-    )
-    if model.sparse_head is not None:
-        with torch.no_grad():
-            model.sparse_head.bias.fill_(MGTE_SCRATCH_SPARSE_BIAS)
-    return model.save_pretrained(folder)
-
-
-# family -> writer(folder, tokenizer, ScratchConfig, seed=...) of a random-init folder its from_pretrained loads
-SCRATCH: dict[str, Callable[..., Path]] = {"gte": write_bert_scratch, "mgte": write_mgte_scratch}

@@ -1,35 +1,25 @@
 """The training loop: one engine for every family (``python -m zoo.train``, ``zoobench train``).
 
-A run executes the stages of a recipe (``zoo.train.config``) in order on one model:
+A run executes the stages of a recipe (``zoo.train.config``) in order on one model of a registered family
+(``zoo.family.Family``: its model class loads, builds from scratch and saves; nothing here names a family):
 
 - AdamW (no weight decay on biases and norms), linear warmup then linear / cosine / constant decay,
-  gradient clipping, optional bf16 autocast (CPU AMX) and gradient checkpointing;
-- batches from ``zoo.train.data.MultiTaskSampler`` (one source per batch), losses from
-  ``zoo.train.losses`` (per source, default the stage's);
-- GradCache (``grad_cache_chunk``): embed the batch in chunks without a graph, take the loss and its
-  gradient with respect to the embeddings, then re-embed chunk by chunk with the saved RNG state and
-  back-propagate those gradients, so a batch larger than memory allows gets the same gradient;
-- multi-output losses (``Loss.outputs``, e.g. mGTE's dense + sparse ``mgte``): the texts are embedded by
-  the model's ``heads(**batch, outputs=...)`` (one pass for all outputs) into ``losses.Encoded`` values
-  (dense ``(n, D)`` + ``TokenWeights`` ``(n, T)``, special tokens dropped), which GradCache and the
-  all-gather handle like tensors (token weights are padded to a common width first); a model without
-  the outputs fails before training;
-- cross-encoder losses (``Loss.outputs == ("rerank",)``, e.g. ``listwise-ce``): no column is embedded on
-  its own; each example of this rank's slice gives the pairs (query, positive), (query, negative_1..K),
-  tokenized as pairs by the model's ``tokenize_pairs`` (``[CLS] query [SEP] doc [SEP]`` with token types,
-  cut at the stage's ``max_length``: ``query_max_length`` does not apply to a pair) and scored by
-  ``heads(**batch, outputs=("rerank",))``; the ``(b, 1 + K)`` logits are all-gathered to ``(B, 1 + K)``
-  and passed as ``scores``. No prompts: a cross-encoder sees the raw pair, as the ranker scores it at
-  inference. GradCache is refused for these losses (there is no embedding to cache);
-- ``torchrun`` data parallelism (gloo on CPU): every rank draws the same global batch and embeds its
-  slice; embeddings are all-gathered (this rank's slice keeps its graph), every rank computes the
-  loss of the whole batch, so in-batch negatives span ranks, and gradients are summed across ranks
-  (each rank's backward reaches the weights only through its own slice, so the sum is the gradient of
-  the global loss: a 2-process run reproduces the 1-process loss);
+  gradient clipping, optional bf16 autocast (CPU AMX, CUDA) and gradient checkpointing; ``model.freeze`` /
+  ``model.trainable`` patterns choose the weights that move (BitFit: ``trainable = ["*.bias"]``);
+- the device of ``device`` (``"auto"``: CUDA when present, else the CPU; ``--device`` overrides it), so the
+  same recipe runs on both (``zoo.train.dist``);
+- batches from ``zoo.train.data.MultiTaskSampler`` (one source per batch), losses from ``zoo.train.losses``
+  (per source, default the stage's); each loss names its objective (``zoo.train.objectives``: ``embedding``
+  with all-gather and GradCache, ``pair`` for cross-encoders, ``token`` for masked LM), which turns the batch's
+  rows into model inputs, runs the forward and backward passes and returns the loss; a loss's teacher targets
+  (distillation) come from the stage's ``teacher`` (a registered encoder, or ``"frozen"``);
+- ``torchrun`` data parallelism (gloo on CPU, NCCL on CUDA): every rank draws the same global batch and runs
+  its slice; the objectives make the loss of the whole global batch, and the gradients are summed across
+  ranks, so a 2-process run reproduces the 1-process loss;
 - checkpoints every ``checkpoint_every`` steps (model folder, optimizer state, sampler position) and
-  automatic resume from the newest. The RNG is reseeded at every step from (seed, step, rank), so the
-  dropout masks of a step do not depend on what ran before it: a resumed run ends with exactly the
-  weights of an uninterrupted one;
+  automatic resume from the newest. The RNG is reseeded at every step from (seed, step, rank), and the
+  inputs' randomness (MLM masks) comes from a generator of (seed, step), so what a step draws does not depend
+  on what ran before it: a resumed run ends with exactly the weights of an uninterrupted one;
 - a tqdm bar and ``metrics.jsonl`` (one line per step: loss, lr, grad norm, source, timings).
 
 The output folder holds the family's HF-style folder (``save_pretrained``), ``train.json`` (resolved
@@ -44,6 +34,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import fnmatch
 import hashlib
 import inspect
 import json
@@ -61,77 +52,19 @@ import torch
 import torch.distributed as tdist
 
 from zoo.errors import ZooError
-from zoo.train.config import RUN_CONTROL, StageConfig, TrainConfig, load_recipe, to_dict, to_toml
-from zoo.train.data import MultiTaskSampler, SourceConfig, TrainSource, load_source, sha256_file
-from zoo.train.losses import Encoded, Loss, TokenWeights, create_loss
-from zoo.train.tokenizer import SCRATCH, corpus_texts, train_wordpiece
-from zoo.trained import MODEL_CLASSES, TRAIN_RECORD, WEIGHTS, load_model_class, models_dir
+from zoo.family import Family
+from zoo.registry import get_family
+from zoo.train.config import RUN_CONTROL, StageConfig, TrainConfig, from_dict, load_recipe, to_dict, to_toml
+from zoo.train.data import MultiTaskSampler, TrainSource, load_source, sha256_file
+from zoo.train.dist import Dist, init_dist, resolve_device, sum_gradients
+from zoo.train.losses import create_loss
+from zoo.train.objectives import OBJECTIVES, Objective, Teacher
+from zoo.train.tokenizer import corpus_texts, train_wordpiece
+from zoo.trained import TRAIN_RECORD, WEIGHTS, models_dir
 
-__all__ = ["train", "main", "SCHEDULES", "lr_factor", "gather_with_grad"]
+__all__ = ["train", "main", "SCHEDULES", "lr_factor"]
 
-# Query-side columns are cut at query_max_length, all others at max_length. Prompts (``model.prompts``,
-# e.g. E5's "query: " / "passage: ") follow the harness: queries and symmetric texts (scored pairs,
-# distillation texts, sources marked ``symmetric``) take the query prompt, documents the document prompt.
-TEXT_COLUMNS = {
-    "query": "query",
-    "positive": "document",
-    "negatives": "document",
-    "sentence1": "symmetric",
-    "sentence2": "symmetric",
-    "text": "symmetric",
-}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)?$")
-
-
-# DISTRIBUTED =====================================================================================
-
-
-@dataclasses.dataclass(frozen=True)
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    owns_group: bool = False
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            tdist.barrier()
-
-
-def _init_dist() -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return _Dist()
-    owns = not tdist.is_initialized()
-    if owns:
-        tdist.init_process_group("gloo")
-    return _Dist(tdist.get_rank(), tdist.get_world_size(), owns)
-
-
-def gather_with_grad(x: torch.Tensor, world: int, rank: int) -> torch.Tensor:
-    """All ranks' ``x`` concatenated in rank order; this rank's part keeps its autograd graph.
-
-    ``(b, D) -> (world * b, D)``; with one process ``x`` itself.
-    """
-    if world == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(world)]
-    tdist.all_gather(parts, x.detach().contiguous())
-    parts[rank] = x
-    return torch.cat(parts)  # (world * b, D)
-
-
-def _sum_gradients(params: list[torch.nn.Parameter], world: int) -> None:
-    """Sum the gradients of all ranks in one flat all-reduce (missing gradients count as zero)."""
-    if world == 1:
-        return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])  # (P,)
-    tdist.all_reduce(flat)
-    offset = 0
-    for p, g in zip(params, grads, strict=True):
-        n = g.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
-        offset += n
 
 
 # SCHEDULES =======================================================================================
@@ -161,9 +94,11 @@ def _data_dir(cfg: TrainConfig, data_dir: str | os.PathLike[str] | None) -> Path
     return resolve_data_dir(data_dir or cfg.data_dir)
 
 
-def _build_scratch(cfg: TrainConfig, folder: Path, data_dir: Path) -> dict[str, Any]:
-    """Train the tokenizer and write the random-init folder; returns what the record keeps about it."""
-    sc = cfg.model.scratch
+def _build_scratch(cfg: TrainConfig, family: Family, folder: Path, data_dir: Path) -> dict[str, Any]:
+    """Train the tokenizer and write the family's random-init folder; returns what the record keeps about it."""
+    if family.scratch is None:
+        raise ZooError(f"family {family.name!r} cannot be built from scratch (set model.init)")
+    sc = from_dict(family.scratch_config, cfg.model.scratch, "model.scratch")
     if not sc.tokenizer_corpora:
         raise ZooError("model.init is not set and model.scratch.tokenizer_corpora is empty: nothing to build from")
     paths = [data_dir / p for p in sc.tokenizer_corpora]
@@ -172,25 +107,26 @@ def _build_scratch(cfg: TrainConfig, folder: Path, data_dir: Path) -> dict[str, 
     )
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    SCRATCH[cfg.model.family](tmp, tokenizer, sc, seed=cfg.seed)
-    info = {"tokenizer_corpora": {p: sha256_file(data_dir / p) for p in sc.tokenizer_corpora}, "vocab": len(tokenizer)}
+    family.scratch(tmp, tokenizer, sc, seed=cfg.seed)
+    info = {
+        "config": dataclasses.asdict(sc),
+        "tokenizer_corpora": {p: sha256_file(data_dir / p) for p in sc.tokenizer_corpora},
+        "vocab": len(tokenizer),
+    }
     (tmp / "scratch.json").write_text(json.dumps(info, indent=2) + "\n")
     os.replace(tmp, folder)
     return info
 
 
-def _init_model(cfg: TrainConfig, out: Path, data_dir: Path, d: _Dist) -> tuple[Any, dict[str, Any] | None]:
-    cls = load_model_class(cfg.model.family)
+def _init_model(cfg: TrainConfig, family: Family, out: Path, data_dir: Path, d: Dist) -> tuple[Any, dict | None]:
     if cfg.model.init:
-        return cls.from_pretrained(cfg.model.init, **cfg.model.overrides), None
-    if cfg.model.family not in SCRATCH:
-        raise ZooError(f"family {cfg.model.family!r} cannot be built from scratch (set model.init)")
+        return family.model.from_pretrained(cfg.model.init, **cfg.model.overrides), None
     folder = out / "init"
     if d.rank == 0 and not (folder / "scratch.json").exists():
-        _build_scratch(cfg, folder, data_dir)
+        _build_scratch(cfg, family, folder, data_dir)
     d.barrier()
     info = json.loads((folder / "scratch.json").read_text())
-    return cls.from_pretrained(folder, **cfg.model.overrides), info
+    return family.model.from_pretrained(folder, **cfg.model.overrides), info
 
 
 # transformers >= 5 names it activation checkpointing (the old name warns), earlier versions gradient checkpointing
@@ -209,14 +145,25 @@ def _enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     raise ZooError(f"{type(model).__name__} has no module supporting gradient checkpointing")
 
 
-def _freeze(model: torch.nn.Module, prefixes: list[str]) -> None:
-    """Keep the parameters whose names start with one of ``prefixes`` fixed; a prefix matching nothing is an error."""
+def _matches(name: str, pattern: str) -> bool:
+    """A pattern with ``*``, ``?`` or ``[`` is an fnmatch glob over the whole name, one without is a prefix."""
+    return fnmatch.fnmatchcase(name, pattern) if any(c in pattern for c in "*?[") else name.startswith(pattern)
+
+
+def _select_trainable(model: torch.nn.Module, freeze: list[str], trainable: list[str]) -> None:
+    """Fix the parameters ``freeze`` matches, and with ``trainable`` set every one it does not match.
+
+    Raises:
+        ZooError: a pattern matches no parameter.
+    """
     names = [n for n, _ in model.named_parameters()]
-    for prefix in prefixes:
-        if not any(n.startswith(prefix) for n in names):
-            raise ZooError(f"model.freeze: {prefix!r} matches no parameter (names look like {names[0]!r})")
+    for key, patterns in (("model.freeze", freeze), ("model.trainable", trainable)):
+        for pattern in patterns:
+            if not any(_matches(n, pattern) for n in names):
+                raise ZooError(f"{key}: {pattern!r} matches no parameter (names look like {names[0]!r})")
     for n, p in model.named_parameters():
-        if any(n.startswith(prefix) for prefix in prefixes):
+        moving = any(_matches(n, t) for t in trainable) if trainable else True
+        if not moving or any(_matches(n, f) for f in freeze):
             p.requires_grad_(False)
 
 
@@ -260,240 +207,58 @@ def _config_hash(cfg: TrainConfig) -> str:
 
 
 class _Stage:
-    """A stage's sources, sampler, losses and optimizer."""
+    """A stage's sources, their losses and objectives, the sampler, the optimizer and the teacher."""
 
-    def __init__(self, cfg: TrainConfig, index: int, model: Any, data_dir: Path) -> None:
+    def __init__(self, cfg: TrainConfig, index: int, model: Any, family: Family, data_dir: Path, d: Dist) -> None:
         self.cfg, self.index = cfg.stages[index], index
         self.sources: list[TrainSource] = [load_source(data_dir, s, seed=cfg.seed) for s in self.cfg.sources]
-        self.losses: list[Loss] = []
+        self.objectives: list[Objective] = []
         for s_cfg, src in zip(self.cfg.sources, self.sources, strict=True):
             name = s_cfg.loss or self.cfg.loss
             args = dict(s_cfg.loss_args) if s_cfg.loss else {**self.cfg.loss_args, **s_cfg.loss_args}
             loss = create_loss(name, args)
+            where = f"stage {self.cfg.name!r}, source {src.name!r}"
             if src.format not in loss.formats:
-                raise ZooError(
-                    f"stage {self.cfg.name!r}, source {src.name!r}: loss {name!r} trains on "
-                    f"{' or '.join(loss.formats)}, not {src.format}"
-                )
-            _check_outputs(model, loss, f"stage {self.cfg.name!r}, source {src.name!r}")
-            if loss.outputs == _RERANK and self.cfg.grad_cache_chunk:
-                raise ZooError(f"stage {self.cfg.name!r}: grad_cache_chunk does not apply to the rerank loss {name!r}")
-            self.losses.append(loss)
+                raise ZooError(f"{where}: loss {name!r} trains on {' or '.join(loss.formats)}, not {src.format}")
+            objective = OBJECTIVES[loss.objective]
+            if self.cfg.grad_cache_chunk and objective.name != "embedding":
+                raise ZooError(f"stage {self.cfg.name!r}: grad_cache_chunk does not apply to the {name!r} loss")
+            self.objectives.append(objective(model, loss, self.cfg, s_cfg, d, cfg.bf16, where))
         self.sampler = MultiTaskSampler(
             self.sources, self.cfg.batch_size, alpha=self.cfg.alpha, seed=cfg.seed * 1000 + index
         )
         self.optimizer = _optimizer(model, self.cfg)
         self.teacher = None
-        if any(src.format == "texts" for src in self.sources):
+        if any(o.loss.targets for o in self.objectives):
             if not self.cfg.teacher:
-                raise ZooError(f"stage {self.cfg.name!r}: a distillation source needs `teacher` (a registered encoder)")
-            from zoo.registry import create_model
+                raise ZooError(
+                    f"stage {self.cfg.name!r}: a distillation loss needs `teacher` (a registered encoder, or frozen)"
+                )
+            self.teacher = Teacher(self.cfg.teacher, model, family)
 
-            self.teacher = create_model(self.cfg.teacher)
+    def step(self, source: int, rows: dict[str, list[Any]], generator: torch.Generator, device: torch.device) -> float:
+        """The objective's forward and backward passes on one global batch of ``source``; returns the loss."""
+        objective = self.objectives[source]
+        targets = self.teacher.targets(objective.loss.targets, rows, device) if objective.loss.targets else {}
+        return objective.step(rows, targets, generator)
 
     def records(self) -> list[dict[str, Any]]:
         return [{"stage": self.cfg.name, **src.record()} for src in self.sources]
 
 
-_DENSE = ("dense",)
-_MULTI_OUTPUTS = ("dense", "sparse")  # what Encoded holds
-_RERANK = ("rerank",)  # a cross-encoder loss: logits of (query, document) pairs
-
-
-def _check_outputs(model: Any, loss: Loss, where: str) -> None:
-    """Fail before training when ``loss`` needs outputs ``model`` cannot give (from one ``heads`` pass)."""
-    if loss.outputs == _DENSE:
-        return
-    unknown = [o for o in loss.outputs if o not in (_MULTI_OUTPUTS if loss.outputs != _RERANK else _RERANK)]
-    if unknown:
-        raise ZooError(f"{where}: loss {loss.name!r} needs output {unknown[0]!r}, which the trainer cannot embed")
-    has_heads = callable(getattr(model, "heads", None))
-    available = tuple(getattr(model, "head_outputs", _DENSE)) if has_heads else _DENSE
-    missing = [o for o in loss.outputs if o not in available]
-    if missing:
-        raise ZooError(
-            f"{where}: loss {loss.name!r} needs the model's {' and '.join(missing)} output, which this "
-            f"{type(model).__name__} lacks (it has: {', '.join(available)}{'' if has_heads else '; no heads()'})"
-        )
-    if loss.outputs == _RERANK and not callable(getattr(model, "tokenize_pairs", None)):
-        raise ZooError(f"{where}: loss {loss.name!r} needs pair encodings, which {type(model).__name__} cannot make")
-
-
-def _embed(
-    model: Any, texts: list[str], max_length: int, bf16: bool, outputs: tuple[str, ...] = _DENSE
-) -> torch.Tensor | Encoded:
-    """Dense embeddings ``(n, D)``, or with more ``outputs`` an ``Encoded`` from one ``model.heads`` pass."""
-    batch = model.tokenize(texts, max_length)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        if outputs == _DENSE:
-            return model(**batch).float()  # (n, D)
-        out = model.heads(**batch, outputs=outputs)
-    sparse = None
-    if "sparse" in out:  # (n, T) token weights, 0 at pads and special tokens
-        sparse = TokenWeights.from_heads(batch["input_ids"], out["sparse"].float(), model.special_token_ids)
-    return Encoded(out["dense"].float(), sparse)  # (n, D) + (n, T)
-
-
-def _cat(parts: list[Any]) -> Any:
-    """Chunks of one column concatenated: tensors ``(n_i, D)``, or ``Encoded`` (token weights padded)."""
-    if isinstance(parts[0], torch.Tensor):
-        return torch.cat(parts)
-    sparse = TokenWeights.cat([p.sparse for p in parts]) if parts[0].sparse is not None else None
-    return Encoded(torch.cat([p.dense for p in parts]), sparse)
-
-
-def _float_leaves(value: Any) -> list[torch.Tensor]:
-    """The float tensors of a column value that carry gradients (dense embeddings, token weights)."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    return [value.dense] + ([value.sparse.weights] if value.sparse is not None else [])
-
-
-def _gather(value: Any, d: _Dist) -> Any:
-    """``gather_with_grad`` of a column value; token weights are padded to the widest rank's ``T`` first."""
-    if isinstance(value, torch.Tensor):
-        return gather_with_grad(value, d.world, d.rank)  # (world * n, D)
-    sparse = value.sparse
-    if sparse is not None and d.world > 1:
-        width = torch.tensor(sparse.ids.shape[-1])
-        tdist.all_reduce(width, op=tdist.ReduceOp.MAX)
-        sparse = sparse.padded(int(width))  # (n, T_max)
-        sparse = TokenWeights(
-            gather_with_grad(sparse.ids, d.world, d.rank), gather_with_grad(sparse.weights, d.world, d.rank)
-        )
-    return Encoded(gather_with_grad(value.dense, d.world, d.rank), sparse)
-
-
-def _group(value: Any, b: int) -> Any:
-    """Negatives per example: ``(B*K, D) -> (B, K, D)`` (and token weights ``(B*K, T) -> (B, K, T)``)."""
-    if isinstance(value, torch.Tensor):
-        return value.reshape(b, -1, value.shape[-1])
-    sparse = value.sparse
-    if sparse is not None:
-        t = sparse.ids.shape[-1]
-        sparse = TokenWeights(sparse.ids.reshape(b, -1, t), sparse.weights.reshape(b, -1, t))
-    return Encoded(value.dense.reshape(b, -1, value.dense.shape[-1]), sparse)
-
-
-class _Stepper:
-    """One optimizer step on one global batch."""
-
-    def __init__(self, cfg: TrainConfig, model: Any, d: _Dist) -> None:
-        self.cfg, self.model, self.d = cfg, model, d
-        self.params = [p for p in model.parameters() if p.requires_grad]
-
-    def _rank_rows(self, stage: StageConfig) -> slice:
-        """This rank's rows of the global batch (``batch_size / world`` consecutive examples)."""
-        b = stage.batch_size // self.d.world
-        return slice(self.d.rank * b, (self.d.rank + 1) * b)
-
-    def _local_texts(
-        self, stage: StageConfig, source: SourceConfig, rows: dict[str, list[Any]]
-    ) -> dict[str, tuple[list[str], int]]:
-        """Flat texts of this rank's slice per text column, prompts prepended, with their max length."""
-        mine = self._rank_rows(stage)
-        prompts = getattr(self.model, "prompts", None) or {}
-        out = {}
-        for col, side in TEXT_COLUMNS.items():
-            if col not in rows:
-                continue
-            vals = rows[col][mine]
-            flat = [t for group in vals for t in group] if col == "negatives" else vals
-            length = (stage.query_max_length or stage.max_length) if side == "query" else stage.max_length
-            prompt = prompts.get("document" if side == "document" and not source.symmetric else "query", "")
-            out[col] = ([prompt + t for t in flat] if prompt else flat, length)
-        return out
-
-    def _forward_with_grad(self, texts: dict[str, tuple[list[str], int]], outputs: tuple[str, ...]) -> dict[str, Any]:
-        return {col: _embed(self.model, t, n, self.cfg.bf16, outputs) for col, (t, n) in texts.items()}
-
-    def _forward_cached(
-        self, texts: dict[str, tuple[list[str], int]], chunk: int, outputs: tuple[str, ...]
-    ) -> tuple[dict[str, Any], dict]:
-        reps, states = {}, {}
-        with torch.no_grad():
-            for col, (t, n) in texts.items():
-                parts, states[col] = [], []
-                for i in range(0, len(t), chunk):
-                    states[col].append(torch.get_rng_state())  # replayed in the second pass: same dropout
-                    parts.append(_embed(self.model, t[i : i + chunk], n, self.cfg.bf16, outputs))
-                reps[col] = _cat(parts)  # (n_col, D) [+ (n_col, T)]
-                for leaf in _float_leaves(reps[col]):
-                    leaf.requires_grad_()  # a leaf that collects dL/d(embedding)
-        return reps, states
-
-    def _backward_cached(
-        self, texts: dict, reps: dict[str, Any], states: dict, chunk: int, outputs: tuple[str, ...]
-    ) -> None:
-        for col, (t, n) in texts.items():
-            for j, i in enumerate(range(0, len(t), chunk)):
-                torch.set_rng_state(states[col][j])
-                out = _embed(self.model, t[i : i + chunk], n, self.cfg.bf16, outputs)
-                if isinstance(out, torch.Tensor):
-                    out.backward(reps[col].grad[i : i + chunk])
-                    continue
-                pairs = [
-                    (x, cached.grad[i : i + chunk, ..., : x.shape[-1]])  # token weights: this chunk's width
-                    for x, cached in zip(_float_leaves(out), _float_leaves(reps[col]), strict=True)
-                    if cached.grad is not None
-                ]
-                torch.autograd.backward([x for x, _ in pairs], [g for _, g in pairs])
-
-    def _rerank_scores(self, stage: StageConfig, rows: dict[str, list[Any]]) -> torch.Tensor:
-        """Rerank logits of this rank's slice, ``(b, 1 + K)``: the pair with the positive first, then the negatives."""
-        mine = self._rank_rows(stage)
-        queries, docs = [], []
-        examples = list(zip(*(rows[c][mine] for c in ("query", "positive", "negatives")), strict=True))
-        for q, pos, negs in examples:
-            for doc in (pos, *negs):
-                queries.append(q)
-                docs.append(doc)
-        batch = self.model.tokenize_pairs(queries, docs, stage.max_length)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
-            logits = self.model.heads(**batch, outputs=_RERANK)["rerank"].float()  # (b * (1 + K),)
-        return logits.reshape(len(examples), -1)  # (b, 1 + K)
-
-    def step(self, stage: _Stage, source: int, rows: dict[str, list[Any]], lr: float) -> dict[str, float]:
-        """Forward, loss, backward, gradient sum across ranks, clipping and the AdamW update."""
-        sc, d = stage.cfg, self.d
-        if stage.losses[source].outputs == _RERANK:
-            scores = gather_with_grad(self._rerank_scores(sc, rows), d.world, d.rank)  # (B, 1 + K)
-            loss = stage.losses[source](scores=scores)
-            loss.backward()
-            return self._update(stage, loss, lr)
-        texts = self._local_texts(sc, sc.sources[source], rows)
-        extra: dict[str, torch.Tensor] = {}
-        if "score" in rows:
-            extra["score"] = torch.tensor(rows["score"], dtype=torch.float32)  # (B,) the whole global batch
-        if stage.sources[source].format == "texts":  # distillation targets, for the whole global batch
-            extra["teacher"] = torch.from_numpy(stage.teacher.encode(rows["text"], kind="query")).float()  # (B, D)
-        chunk, outputs = sc.grad_cache_chunk, stage.losses[source].outputs
-        if chunk:
-            reps, states = self._forward_cached(texts, chunk, outputs)
-        else:
-            reps = self._forward_with_grad(texts, outputs)
-        emb = {col: _gather(e, d) for col, e in reps.items()}  # (B[*K], D) [+ (B[*K], T)]
-        if "negatives" in emb:
-            emb["negatives"] = _group(emb["negatives"], sc.batch_size)  # (B, K, D) [+ (B, K, T)]
-        loss = stage.losses[source](**emb, **extra)
-        loss.backward()
-        if chunk:
-            self._backward_cached(texts, reps, states, chunk, outputs)
-        return self._update(stage, loss, lr)
-
-    def _update(self, stage: _Stage, loss: torch.Tensor, lr: float) -> dict[str, float]:
-        """After the backward pass: gradient sum across ranks, clipping and the AdamW update."""
-        sc = stage.cfg
-        _sum_gradients(self.params, self.d.world)
-        if sc.grad_clip > 0:
-            norm = float(torch.nn.utils.clip_grad_norm_(self.params, sc.grad_clip))
-        else:
-            norm = float(torch.norm(torch.stack([p.grad.norm() for p in self.params if p.grad is not None])))
-        for group in stage.optimizer.param_groups:
-            group["lr"] = lr
-        stage.optimizer.step()
-        stage.optimizer.zero_grad(set_to_none=True)
-        return {"loss": float(loss.detach()), "grad_norm": norm}
+def _update(stage: _Stage, params: list[torch.nn.Parameter], world: int, lr: float) -> float:
+    """After the backward pass: gradient sum across ranks, clipping and the AdamW update; the gradient norm."""
+    sc = stage.cfg
+    sum_gradients(params, world)
+    if sc.grad_clip > 0:
+        norm = float(torch.nn.utils.clip_grad_norm_(params, sc.grad_clip))
+    else:
+        norm = float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
+    for group in stage.optimizer.param_groups:
+        group["lr"] = lr
+    stage.optimizer.step()
+    stage.optimizer.zero_grad(set_to_none=True)
+    return norm
 
 
 # THE RUN =========================================================================================
@@ -522,8 +287,10 @@ def _register(out: Path, name: str) -> Path | None:
 
 
 class _Run:
-    def __init__(self, cfg: TrainConfig, out: Path, data_dir: Path, d: _Dist, progress: bool, on_step: Any) -> None:
-        self.cfg, self.out, self.data_dir, self.d = cfg, out, data_dir, d
+    def __init__(
+        self, cfg: TrainConfig, family: Family, out: Path, data_dir: Path, d: Dist, progress: bool, on_step: Any
+    ) -> None:
+        self.cfg, self.family, self.out, self.data_dir, self.d = cfg, family, out, data_dir, d
         self.progress, self.on_step = progress, on_step
         self.config_hash = _config_hash(cfg)
 
@@ -549,15 +316,16 @@ class _Run:
                 shutil.rmtree(out / "checkpoints", ignore_errors=True)
                 self._log_path().unlink(missing_ok=True)
         d.barrier()
-        model, scratch = _init_model(cfg, out, self.data_dir, d)
+        model, scratch = _init_model(cfg, self.family, out, self.data_dir, d)
         if state is not None:
-            model = load_model_class(cfg.model.family).from_pretrained(ckpts[-1] / "model")
+            model = self.family.model.from_pretrained(ckpts[-1] / "model")
             self._truncate_log(state["global_step"])
-        _freeze(model, cfg.model.freeze)
+        model = model.to(d.device)
+        _select_trainable(model, cfg.model.freeze, cfg.model.trainable)
         if cfg.gradient_checkpointing:
             _enable_gradient_checkpointing(model)
         model.train()
-        stepper = _Stepper(cfg, model, d)
+        params = [p for p in model.parameters() if p.requires_grad]
         step = state["global_step"] if state else 0
         data_records: list[dict[str, Any]] = list(state["data"]) if state else []
         last: dict[str, float] = {}
@@ -575,7 +343,7 @@ class _Run:
                     continue
                 if sc.batch_size % d.world:
                     raise ZooError(f"stage {sc.name!r}: batch_size {sc.batch_size} is not divisible by {d.world} ranks")
-                stage = _Stage(cfg, index, model, self.data_dir)
+                stage = _Stage(cfg, index, model, self.family, self.data_dir, d)
                 if not any(r["stage"] == sc.name for r in data_records):
                     data_records += stage.records()
                 if state is not None and state["stage"] == index and step > begin:
@@ -584,9 +352,11 @@ class _Run:
                 for local in range(step - begin, sc.steps):
                     t0 = time.perf_counter()
                     torch.manual_seed((cfg.seed * 1_000_003 + step) * 1009 + d.rank)
+                    inputs_rng = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # the same on all ranks
                     source, idx = stage.sampler.next_batch()
                     lr = sc.lr * lr_factor(local, sc.steps, sc.warmup_ratio, sc.schedule)
-                    last = stepper.step(stage, source, stage.sources[source].rows(idx), lr)
+                    loss = stage.step(source, stage.sources[source].rows(idx), inputs_rng, d.device)
+                    last = {"loss": loss, "grad_norm": _update(stage, params, d.world, lr)}
                     step += 1
                     metrics = {"step": step, "stage": sc.name, "source": stage.sources[source].name, **last, "lr": lr}
                     metrics["seconds"] = round(time.perf_counter() - t0, 4)
@@ -676,6 +446,7 @@ def train(
     resume: bool = True,
     progress: bool = True,
     on_step: Callable[[int, dict[str, Any]], None] | None = None,
+    device: str | None = None,
 ) -> Path:
     """Train a model from a recipe, write its folder and register it.
 
@@ -688,6 +459,7 @@ def train(
         resume: continue from the newest checkpoint in ``out`` (same recipe and overrides required).
         progress: show a progress bar (rank 0).
         on_step: called after every step with (global step, metrics) on every rank.
+        device: where to train (``auto``, ``cpu``, ``cuda``, ``cuda:1``); default: the recipe's ``device``.
 
     Returns:
         The output folder.
@@ -704,8 +476,10 @@ def train(
     cfg = load_recipe(recipe, overrides)
     if not _NAME.match(cfg.name):
         raise ZooError(f"model name {cfg.name!r}: use lower-case kebab case with at most one dot (arch.tag)")
-    if cfg.model.family not in MODEL_CLASSES:
-        raise ZooError(f"family {cfg.model.family!r} has no trainable model (known: {', '.join(MODEL_CLASSES)})")
+    if device is not None:
+        cfg = dataclasses.replace(cfg, device=device)
+    family = get_family(cfg.model.family)
+    from_dict(family.scratch_config, cfg.model.scratch, "model.scratch")  # unknown keys fail before anything runs
     for sc in cfg.stages:
         if sc.schedule not in SCHEDULES:
             raise ZooError(f"stage {sc.name!r}: unknown schedule {sc.schedule!r} ({', '.join(SCHEDULES)})")
@@ -716,12 +490,12 @@ def train(
         if json.loads(done.read_text()).get("config_hash") == _config_hash(cfg):
             return out_path
         raise ZooError(f"{out_path} already holds a different trained model; choose another --out")
-    d = _init_dist()
+    d = init_dist(resolve_device(cfg.device))
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        run = _Run(cfg, out_path, _data_dir(cfg, data_dir), d, progress, on_step)
+        run = _Run(cfg, family, out_path, _data_dir(cfg, data_dir), d, progress, on_step)
         result = run.execute(resume, recipe_id)
         if d.rank == 0 and _register(out_path, cfg.name) is None:
             print(f"zoobench: warning: {models_dir() / cfg.name} exists; {out_path} is not registered", file=sys.stderr)

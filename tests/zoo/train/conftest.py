@@ -61,8 +61,9 @@ def train_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _tiny_folder(root: Path, dropout: float) -> Path:
-    from zoo.train.config import ScratchConfig
-    from zoo.train.tokenizer import corpus_texts, train_wordpiece, write_bert_scratch
+    from zoo.family import ScratchConfig
+    from zoo.registry import get_family
+    from zoo.train.tokenizer import corpus_texts, train_wordpiece
 
     data = make_data(root / "data")
     texts = corpus_texts(sorted(data.rglob("*.jsonl")), 5000)
@@ -70,7 +71,7 @@ def _tiny_folder(root: Path, dropout: float) -> Path:
     cfg = ScratchConfig(
         hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_position=64, dropout=dropout
     )
-    return write_bert_scratch(root / "model", tok, cfg, seed=0)
+    return get_family("gte").scratch(root / "model", tok, cfg, seed=0)
 
 
 @pytest.fixture(scope="session")

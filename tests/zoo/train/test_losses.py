@@ -155,7 +155,12 @@ def test_loss_config_citation_and_errors() -> None:
         "mrl-infonce",
         "mgte",
         "listwise-ce",
+        "score-kl",
+        "mlm",
     }
+    from zoo.train.objectives import OBJECTIVES
+
+    assert all(cls.objective in OBJECTIVES for cls in LOSSES.values())
     loss = create_loss("gte", {"temperature": 0.02})
     assert loss.get_config_dict() == {"name": "gte", "temperature": 0.02, "false_negative_margin": None}
     assert "2308.03281" in loss.citation

@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from zoo.errors import ZooError
-from zoo.registry import get_card, list_models
+from zoo.families.mgte import MGTEScratchConfig
+from zoo.registry import get_card, get_family, list_models
 from zoo.train import train
-from zoo.train.config import ScratchConfig, to_toml
+from zoo.train.config import to_toml
 from zoo.train.losses import (
     Encoded,
     MGTEHybridLoss,
@@ -170,14 +171,16 @@ def test_special_token_ids_and_head_outputs() -> None:
 
 @pytest.fixture(scope="module")
 def mgte_init(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A synthetic data dir and a tiny random mGTE written by SCRATCH["mgte"] (no dropout), with a sparse head."""
-    from zoo.train.tokenizer import SCRATCH, corpus_texts, train_wordpiece
+    """A synthetic data dir and a tiny random mGTE written by the family's scratch (no dropout), with a sparse head."""
+    from zoo.train.tokenizer import corpus_texts, train_wordpiece
 
     root = tmp_path_factory.mktemp("mgte-init")
     data = make_data(root / "data")
     tok = train_wordpiece(corpus_texts(sorted(data.rglob("*.jsonl")), 5000), vocab_size=400)
-    cfg = ScratchConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position=64, dropout=0.0)
-    return data, SCRATCH["mgte"](root / "model", tok, cfg, seed=0)
+    cfg = MGTEScratchConfig(
+        hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position=64, dropout=0.0
+    )
+    return data, get_family("mgte").scratch(root / "model", tok, cfg, seed=0)
 
 
 def _mgte_recipe(init: Path, **stage) -> dict:
@@ -323,22 +326,23 @@ def test_listwise_ce_by_hand() -> None:
 
 @pytest.fixture(scope="module")
 def rerank_init(tmp_path_factory: pytest.TempPathFactory, mgte_init: tuple[Path, Path]) -> Path:
-    """A tiny random mGTE with the rerank head only (SCRATCH["mgte"], heads = ["rerank"], no dropout)."""
-    from zoo.train.tokenizer import SCRATCH, corpus_texts, train_wordpiece
+    """A tiny random mGTE with the rerank head only (the family's scratch, heads = ["rerank"], no dropout)."""
+    from zoo.train.tokenizer import corpus_texts, train_wordpiece
 
     data, _ = mgte_init
     tok = train_wordpiece(corpus_texts(sorted(data.rglob("*.jsonl")), 5000), vocab_size=400)
-    cfg = ScratchConfig(
+    cfg = MGTEScratchConfig(
         hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position=64, dropout=0.0, heads=["rerank"]
     )
-    return SCRATCH["mgte"](tmp_path_factory.mktemp("rerank-init") / "model", tok, cfg, seed=0)
+    return get_family("mgte").scratch(tmp_path_factory.mktemp("rerank-init") / "model", tok, cfg, seed=0)
 
 
 def test_the_trainer_rerank_forward_is_the_rankers_score(rerank_init: Path) -> None:
     from types import SimpleNamespace
 
     from zoo.families.mgte import MGTEModel, MGTERanker
-    from zoo.train.trainer import _Dist, _Stepper
+    from zoo.train.dist import Dist
+    from zoo.train.objectives import PairObjective
 
     model = MGTEModel.from_pretrained(rerank_init)
     assert model.head_outputs == ("dense", "rerank") and model.config.type_vocab_size == 2
@@ -350,10 +354,16 @@ def test_the_trainer_rerank_forward_is_the_rankers_score(rerank_init: Path) -> N
         "positive": ["the river flows by the mountain " * 3, "apples and pears"],
         "negatives": [["a piano", "drums " * 30], ["the doctor", "x"]],
     }
-    stepper = _Stepper(SimpleNamespace(bf16=False), model, _Dist())
-    stage = SimpleNamespace(batch_size=2, max_length=model.max_tokens)
-    with torch.no_grad():
-        scores = stepper._rerank_scores(stage, rows)  # (2, 3)
+    stage = SimpleNamespace(batch_size=2, max_length=model.max_tokens, grad_cache_chunk=None)
+    seen = []
+
+    def loss(scores: torch.Tensor) -> torch.Tensor:  # the pair objective's scores, (B, 1 + K)
+        seen.append(scores.detach())
+        return scores.sum()
+
+    loss.outputs, loss.name = ("rerank",), "spy"
+    PairObjective(model, loss, stage, SimpleNamespace(), Dist(), False, "test").step(rows, {}, torch.Generator())
+    scores = seen[0]
     assert scores.shape == (2, 3)
     for i, q in enumerate(rows["query"]):
         expected = ranker.score(q, [rows["positive"][i], *rows["negatives"][i]])
@@ -379,7 +389,7 @@ def test_a_rerank_loss_fails_before_training_without_the_head_or_negatives(
     pairs = [{"name": "pairs", "reader": "jsonl-pairs", "path": "pairs/train.jsonl"}]
     with pytest.raises(ZooError, match="loss 'listwise-ce' trains on triplets, not pairs"):
         run(rerank_init, "b", sources=pairs)
-    with pytest.raises(ZooError, match="grad_cache_chunk does not apply to the rerank loss"):
+    with pytest.raises(ZooError, match="grad_cache_chunk does not apply to the .listwise-ce. loss"):
         run(rerank_init, "c", grad_cache_chunk=4)
     assert steps == []
     # pairs with mined negatives are triplets: they train, and the loss runs over 1 + K = 3 candidates
