@@ -420,6 +420,7 @@ class _Run:
             "languages": cfg.languages,
             "steps": cfg.total_steps,
             "world_size": self.d.world,
+            "device": str(self.d.device),
             "final": last,
             "seconds": round(seconds, 1),
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -459,7 +460,8 @@ def train(
         resume: continue from the newest checkpoint in ``out`` (same recipe and overrides required).
         progress: show a progress bar (rank 0).
         on_step: called after every step with (global step, metrics) on every rank.
-        device: where to train (``auto``, ``cpu``, ``cuda``, ``cuda:1``); default: the recipe's ``device``.
+        device: where to train (``auto``, ``cpu``, ``cuda``, ``cuda:1``); default: the recipe's ``device``. The
+            recipe is not changed: the same text runs on a CPU and on a GPU, and a run may resume on another device.
 
     Returns:
         The output folder.
@@ -476,8 +478,6 @@ def train(
     cfg = load_recipe(recipe, overrides)
     if not _NAME.match(cfg.name):
         raise ZooError(f"model name {cfg.name!r}: use lower-case kebab case with at most one dot (arch.tag)")
-    if device is not None:
-        cfg = dataclasses.replace(cfg, device=device)
     family = get_family(cfg.model.family)
     from_dict(family.scratch_config, cfg.model.scratch, "model.scratch")  # unknown keys fail before anything runs
     for sc in cfg.stages:
@@ -490,7 +490,7 @@ def train(
         if json.loads(done.read_text()).get("config_hash") == _config_hash(cfg):
             return out_path
         raise ZooError(f"{out_path} already holds a different trained model; choose another --out")
-    d = init_dist(resolve_device(cfg.device))
+    d = init_dist(resolve_device(device or cfg.device))  # the recipe (and recipe.toml) keeps its own device
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
