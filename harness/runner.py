@@ -7,17 +7,13 @@ stopped; a rerun returns the stored records without loading the model or the dat
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import gzip
 import json
 import os
-import platform
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from harness.cache import EmbeddingCache, default_cache_dir, fingerprint
@@ -33,6 +29,7 @@ from harness.results import (
 )
 from harness.tasks import Task, get_task
 from zoo.errors import ZooError
+from zoo.provenance import code_revision, hardware
 from zoo.registry import ModelCard, create_model, get_card
 
 __all__ = ["evaluate", "result_revision", "code_revision", "hardware"]
@@ -46,57 +43,6 @@ def result_revision(revision: str, model_kwargs: Mapping[str, Any] | None = None
     """
     parts = [f"{k}-{v}" for k, v in sorted((model_kwargs or {}).items())]
     return "+".join([revision, *(re.sub(r"[^A-Za-z0-9._-]+", "_", p) for p in parts)])
-
-
-@functools.cache
-def code_revision() -> str:
-    """The git commit of this checkout (``+dirty`` when it has changes), else the package version."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return f"zoobench-{version('zoobench')}"
-        except PackageNotFoundError:
-            return "unknown"
-
-
-@functools.cache
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def hardware() -> dict[str, Any]:
-    """Where the numbers were measured."""
-    info: dict[str, Any] = {
-        "cpu": _cpu_name(),
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-    if "torch" in sys.modules:
-        torch = sys.modules["torch"]
-        info.update(torch=torch.__version__, threads=torch.get_num_threads())
-    return info
 
 
 def _default_command(card: ModelCard, task_ids: Sequence[str], model_kwargs: Mapping[str, Any] | None) -> str:

@@ -700,7 +700,7 @@ def compare(
         >>> print(report.to_table())
     """
     from harness.metrics import higher_is_better
-    from harness.runner import code_revision
+    from zoo.provenance import code_revision
 
     models, tasks = tuple(models), tuple(tasks)
     s = Settings(metric, stat_test, float(alpha), correction, int(n_resamples), int(seed))

@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import os
 import re
 import tomllib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,14 @@ from typing import Any
 from harness.datasets.trec_dl import local_options as trec_options
 from harness.datasets.trec_dl import read_trec_folder
 from harness.spec import TaskSpec
+from zoo.datafiles import (
+    RetrievalData,
+    jsonl_records,
+    number_field,
+    read_beir,
+    resolve_data_dir,
+    text_field,
+)
 from zoo.errors import ZooError
 
 __all__ = [
@@ -59,20 +65,10 @@ __all__ = [
     "folder_checksum",
 ]
 
-DEFAULT_DATA_DIRS = ("./data", "../shared/data")
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 # DATA CLASSES ====================================================================================
-
-
-@dataclass(frozen=True)
-class RetrievalData:
-    """A BEIR-style split: doc id -> text (title and body joined), query id -> text, qrels."""
-
-    corpus: dict[str, str]
-    queries: dict[str, str]
-    qrels: dict[str, dict[str, int]]
 
 
 @dataclass(frozen=True)
@@ -104,131 +100,17 @@ class RerankingData:
 # DATA DIR ========================================================================================
 
 
-def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The data dir: ``data_dir``, else ``$ZOOBENCH_DATA``, else ``./data``, else ``../shared/data``.
-
-    Raises:
-        ZooError: when none of them exists (the message lists where it looked).
-    """
-    candidates = [data_dir] if data_dir else []
-    if not data_dir and os.environ.get("ZOOBENCH_DATA"):
-        candidates.append(os.environ["ZOOBENCH_DATA"])
-    if not candidates:
-        candidates.extend(DEFAULT_DATA_DIRS)
-    for c in candidates:
-        if Path(c).is_dir():
-            return Path(c).resolve()
-    raise ZooError(f"no data dir: looked in {', '.join(str(c) for c in candidates)} (set --data-dir or $ZOOBENCH_DATA)")
-
-
-# LINE READERS ====================================================================================
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (line number, text) for non-blank lines, decoding strictly as UTF-8."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ZooError(f"{path}: file not found") from None
-    for lineno, line in enumerate(raw.splitlines(), 1):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ZooError(
-                f"{path}:{lineno}: not valid UTF-8 (byte 0x{line[e.start]:02x} at column {e.start + 1})"
-            ) from None
-        if text.strip():
-            yield lineno, text
-
-
-def _jsonl(path: Path, fields: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
-    for lineno, line in _lines(path):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ZooError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(rec, dict):
-            raise ZooError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-        missing = [f for f in fields if f not in rec]
-        if missing:
-            raise ZooError(f"{path}:{lineno}: missing field {missing[0]!r} (expected {', '.join(fields)})")
-        yield lineno, rec
-
-
-def _text(value: Any, path: Path, lineno: int, what: str, *, allow_empty: bool = False) -> str:
-    if not isinstance(value, str):
-        raise ZooError(f"{path}:{lineno}: {what} must be a string, got {type(value).__name__}")
-    if not allow_empty and not value.strip():
-        raise ZooError(f"{path}:{lineno}: empty text in {what}")
-    return value
-
-
-def _number(value: Any, path: Path, lineno: int, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ZooError(f"{path}:{lineno}: {what} must be a number, got {value!r}")
-    return float(value)
-
-
-def _fields(line: str, n: int, path: Path, lineno: int, sep: str | None, names: str) -> list[str]:
-    parts = line.rstrip("\r\n").split(sep) if sep else line.split()
-    if len(parts) != n:
-        raise ZooError(
-            f"{path}:{lineno}: expected {n} {'tab-separated ' if sep else ''}fields ({names}), got {len(parts)}"
-        )
-    return parts
-
-
-def _int(value: str, path: Path, lineno: int, what: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ZooError(f"{path}:{lineno}: {what} must be an integer, got {value!r}") from None
-
-
 # FORMAT READERS ==================================================================================
-
-
-def read_beir(folder: Path, split: str) -> RetrievalData:
-    """Read corpus.jsonl, queries.jsonl and qrels/<split>.tsv; keep only the queries that are judged."""
-    qrels_path = folder / "qrels" / f"{split}.tsv"
-    qrels: dict[str, dict[str, int]] = {}
-    for lineno, line in _lines(qrels_path):
-        qid, did, score = _fields(line, 3, qrels_path, lineno, "\t", "query-id, corpus-id, score")
-        if lineno == 1 and score.strip() == "score":
-            continue
-        qrels.setdefault(qid, {})[did] = _int(score, qrels_path, lineno, "score")
-    if not qrels:
-        raise ZooError(f"{qrels_path}: no judgements")
-    corpus: dict[str, str] = {}
-    path = folder / "corpus.jsonl"
-    for lineno, rec in _jsonl(path, ("_id", "text")):
-        # Empty documents occur in real collections (Cranfield 471, 995); they stay, as in BEIR/MTEB.
-        title = _text(rec.get("title") or "", path, lineno, "title", allow_empty=True)
-        body = _text(rec["text"], path, lineno, "text", allow_empty=True)
-        corpus[str(rec["_id"])] = f"{title} {body}".strip() if title else body
-    path = folder / "queries.jsonl"
-    queries = {
-        str(rec["_id"]): _text(rec["text"], path, lineno, "text")
-        for lineno, rec in _jsonl(path, ("_id", "text"))
-        if str(rec["_id"]) in qrels
-    }
-    unknown_q = next((q for q in qrels if q not in queries), None)
-    if unknown_q is not None:
-        raise ZooError(f"{qrels_path}: query-id {unknown_q!r} is not in {folder / 'queries.jsonl'}")
-    unknown_d = next((d for rels in qrels.values() for d in rels if d not in corpus), None)
-    if unknown_d is not None:
-        raise ZooError(f"{qrels_path}: corpus-id {unknown_d!r} is not in {folder / 'corpus.jsonl'}")
-    return RetrievalData(corpus, queries, qrels)
 
 
 def read_pairs(folder: Path, split: str, gold_field: str) -> PairData:
     """Read {split}.jsonl records of sentence1, sentence2 and a numeric gold field."""
     path = folder / f"{split}.jsonl"
     s1, s2, gold = [], [], []
-    for lineno, rec in _jsonl(path, ("sentence1", "sentence2", gold_field)):
-        s1.append(_text(rec["sentence1"], path, lineno, "sentence1"))
-        s2.append(_text(rec["sentence2"], path, lineno, "sentence2"))
-        gold.append(_number(rec[gold_field], path, lineno, gold_field))
+    for lineno, rec in jsonl_records(path, ("sentence1", "sentence2", gold_field)):
+        s1.append(text_field(rec["sentence1"], path, lineno, "sentence1"))
+        s2.append(text_field(rec["sentence2"], path, lineno, "sentence2"))
+        gold.append(number_field(rec[gold_field], path, lineno, gold_field))
     if not gold:
         raise ZooError(f"{path}: no records")
     return PairData(s1, s2, gold)
@@ -238,8 +120,8 @@ def read_labelled(folder: Path, split: str) -> LabelledData:
     """Read {split}.jsonl records of text and label (labels kept as strings)."""
     path = folder / f"{split}.jsonl"
     texts, labels = [], []
-    for lineno, rec in _jsonl(path, ("text", "label")):
-        texts.append(_text(rec["text"], path, lineno, "text"))
+    for lineno, rec in jsonl_records(path, ("text", "label")):
+        texts.append(text_field(rec["text"], path, lineno, "text"))
         if not isinstance(rec["label"], str | int) or isinstance(rec["label"], bool):
             raise ZooError(f"{path}:{lineno}: label must be a string or an integer, got {rec['label']!r}")
         labels.append(str(rec["label"]))
@@ -252,12 +134,12 @@ def read_reranking(folder: Path, split: str) -> RerankingData:
     """Read {split}.jsonl records of query, positive (list) and negative (list)."""
     path = folder / f"{split}.jsonl"
     data = RerankingData([], [], [])
-    for lineno, rec in _jsonl(path, ("query", "positive", "negative")):
-        data.queries.append(_text(rec["query"], path, lineno, "query"))
+    for lineno, rec in jsonl_records(path, ("query", "positive", "negative")):
+        data.queries.append(text_field(rec["query"], path, lineno, "query"))
         for key, out in (("positive", data.positives), ("negative", data.negatives)):
             if not isinstance(rec[key], list):
                 raise ZooError(f"{path}:{lineno}: {key} must be a list of strings")
-            out.append([_text(t, path, lineno, key) for t in rec[key]])
+            out.append([text_field(t, path, lineno, key) for t in rec[key]])
         if not rec["positive"]:
             raise ZooError(f"{path}:{lineno}: no positive candidate")
     if not data.queries:
@@ -304,7 +186,7 @@ _SHAPES = (  # (fields of the first record, type); checked in order
 
 
 def _first_record(path: Path) -> dict[str, Any]:
-    for _, rec in _jsonl(path, ()):
+    for _, rec in jsonl_records(path, ()):
         return rec
     raise ZooError(f"{path}: no records")
 

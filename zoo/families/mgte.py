@@ -34,6 +34,7 @@ Weights: ``gte-multilingual-base.alibaba`` and ``gte-multilingual-reranker-base.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -278,6 +279,22 @@ class _Pooler(nn.Module):
 # Model ===========================================================================================
 
 
+class _LMHead(nn.Module):
+    """NewForMaskedLM's ``lm_head``: dense -> activation -> LayerNorm -> decoder (tied to the word embeddings)."""
+
+    def __init__(self, c: MGTEConfig, word_embeddings: nn.Embedding) -> None:
+        super().__init__()
+        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+        self.act = ACTIVATIONS[c.hidden_act]
+        self.norm = NORMS[c.layer_norm_type](c.hidden_size, c.layer_norm_eps)
+        self.decoder = nn.Linear(c.hidden_size, c.vocab_size)
+        self.decoder.weight = word_embeddings.weight  # tied, as upstream (_tied_weights_keys)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """``(M, H) -> (M, V)`` token logits."""
+        return self.decoder(self.norm(self.act(self.dense(h))))
+
+
 class MGTEModel(nn.Module):
     """The ``NewModel`` backbone (same parameter names) with the sparse and rerank heads beside it.
 
@@ -286,6 +303,7 @@ class MGTEModel(nn.Module):
         tokenizer: a transformers tokenizer whose ids fit ``config.vocab_size``.
         sparse_head: add ``sparse_head`` (``Linear(H, 1)``, the token-classification ``classifier``).
         rerank_head: add ``rerank_head`` (``Linear(H, 1)``, the sequence-classification ``classifier``).
+        mlm_head: add ``lm_head`` (NewForMaskedLM's, decoder tied to the word embeddings) for MLM pre-training.
         pooler: add ``pooler.dense`` (default: with the rerank head).
         unpad: run per-token layers on the real tokens only (same outputs as the padded path).
         normalize: L2-normalise dense embeddings.
@@ -302,6 +320,7 @@ class MGTEModel(nn.Module):
         *,
         sparse_head: bool = False,
         rerank_head: bool = False,
+        mlm_head: bool = False,
         pooler: bool | None = None,
         unpad: bool = True,
         normalize: bool = True,
@@ -321,6 +340,7 @@ class MGTEModel(nn.Module):
         self.pooler = _Pooler(config) if (rerank_head if pooler is None else pooler) else None
         self.sparse_head = nn.Linear(config.hidden_size, 1) if sparse_head else None
         self.rerank_head = nn.Linear(config.hidden_size, 1) if rerank_head else None
+        self.lm_head = _LMHead(config, self.embeddings.word_embeddings) if mlm_head else None
         drop = config.hidden_dropout_prob if config.classifier_dropout is None else config.classifier_dropout
         self.head_dropout = nn.Dropout(drop)
         self.unpad, self.normalize, self.dim = bool(unpad), bool(normalize), dim
@@ -335,7 +355,8 @@ class MGTEModel(nn.Module):
     @property
     def head_outputs(self) -> tuple[str, ...]:
         """The outputs :meth:`heads` can give with this model's heads (``zoo.train`` checks losses against it)."""
-        return ("dense",) + ("sparse",) * (self.sparse_head is not None) + ("rerank",) * (self.rerank_head is not None)
+        optional = {"sparse": self.sparse_head, "rerank": self.rerank_head, "mlm": self.lm_head}
+        return ("dense", *(name for name, head in optional.items() if head is not None))
 
     @property
     def special_token_ids(self) -> tuple[int, ...]:
@@ -373,13 +394,15 @@ class MGTEModel(nn.Module):
         *,
         outputs: Sequence[str] = ("dense",),
         dim: int | None = None,
+        select: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """One backbone pass over ``(B, T)`` inputs, then ``{output: float32 tensor}`` for each of ``outputs``:
         ``"dense"`` ``(B, D)`` embeddings (width ``dim``, default the model's), ``"sparse"`` ``(B, T)`` token
-        weights (0 at pads), ``"rerank"`` ``(B,)`` logits."""
+        weights (0 at pads), ``"rerank"`` ``(B,)`` logits, ``"mlm"`` ``(M, V)`` token logits of the ``M`` positions
+        ``select`` ``(B, T)`` marks (row-major order)."""
         h, idx = self.token_states(input_ids, attention_mask, token_type_ids)
         first = h[self._first_rows(idx)]  # (B, H): each sequence's [CLS]
-        return {name: self._HEADS[name](self, h, first, idx, dim or self.dim) for name in outputs}
+        return {name: self._HEADS[name](self, h, first, idx, dim or self.dim, select) for name in outputs}
 
     @staticmethod
     def _first_rows(idx: Unpadded) -> torch.Tensor:
@@ -387,22 +410,37 @@ class MGTEModel(nn.Module):
             return torch.arange(idx.batch, device=idx.indices.device) * idx.width
         return idx.lengths.cumsum(0) - idx.lengths  # (B,) offsets of the packed sequences
 
-    def _dense(self, h: torch.Tensor, first: torch.Tensor, idx: Unpadded, dim: int | None) -> torch.Tensor:
+    def _dense(self, h: torch.Tensor, first: torch.Tensor, idx: Unpadded, dim: int | None, _: Any) -> torch.Tensor:
         emb = first[:, :dim].float()  # (B, D): Matryoshka cut before normalising
         return F.normalize(emb, dim=-1) if self.normalize else emb
 
-    def _sparse(self, h: torch.Tensor, first: torch.Tensor, idx: Unpadded, dim: int | None) -> torch.Tensor:
+    def _sparse(self, h: torch.Tensor, first: torch.Tensor, idx: Unpadded, dim: int | None, _: Any) -> torch.Tensor:
         if self.sparse_head is None:
             raise ZooError("this mGTE model has no sparse head (a NewForTokenClassification checkpoint has one)")
         weights = torch.relu(self.sparse_head(self.head_dropout(h))).float().squeeze(-1)  # (N,)
         return idx.pad(weights) * idx.key_mask  # (B, T), 0 at pads
 
-    def _rerank(self, h: torch.Tensor, first: torch.Tensor, idx: Unpadded, dim: int | None) -> torch.Tensor:
+    def _rerank(self, h: torch.Tensor, first: torch.Tensor, idx: Unpadded, dim: int | None, _: Any) -> torch.Tensor:
         if self.rerank_head is None or self.pooler is None:
             raise ZooError("this mGTE model has no rerank head (a NewForSequenceClassification checkpoint has one)")
         return self.rerank_head(self.head_dropout(self.pooler(first))).float().squeeze(-1)  # (B,)
 
-    _HEADS: dict[str, Callable[..., torch.Tensor]] = {"dense": _dense, "sparse": _sparse, "rerank": _rerank}
+    def _mlm(
+        self, h: torch.Tensor, first: torch.Tensor, idx: Unpadded, dim: int | None, select: torch.Tensor | None
+    ) -> torch.Tensor:
+        if self.lm_head is None:
+            raise ZooError("this mGTE model has no MLM head (a NewForMaskedLM checkpoint has one)")
+        if select is None:
+            raise ZooError("the mlm output needs `select`, the (B, T) positions to predict")
+        keep = idx.unpad(select.to(h.device)).bool() if self.unpad else select.reshape(-1).bool()  # (N,)
+        return self.lm_head(h[keep]).float()  # (M, V)
+
+    _HEADS: dict[str, Callable[..., torch.Tensor]] = {
+        "dense": _dense,
+        "sparse": _sparse,
+        "rerank": _rerank,
+        "mlm": _mlm,
+    }
 
     def forward(
         self,
@@ -439,6 +477,22 @@ class MGTEModel(nn.Module):
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: Mapping[str, Any] | None = None) -> None:
         """Recompute each layer in the backward pass (``zoo.train`` calls this for ``gradient_checkpointing``)."""
         self.encoder.checkpointing = True
+
+    def configure(self, *, rope_theta: float | None = None, max_tokens: int | None = None) -> None:
+        """Change the RoPE base and the length between training stages (mGTE's second MLM stage raises the base from
+        10,000 to 160,000 and extends the length); ``zoo.train`` calls it with a stage's ``model`` table."""
+        if rope_theta is not None:
+            rotary = self.embeddings.rotary_emb
+            if rotary is None:
+                raise ZooError("rope_theta: this mGTE model has absolute positions, not RoPE")
+            self.config = dataclasses.replace(self.config, rope_theta=float(rope_theta))
+            device = rotary.inv_freq.device
+            self.embeddings.rotary_emb = RotaryEmbedding(rotary.dim, float(rope_theta), rotary.scaling).to(device)
+        if max_tokens is not None:
+            if max_tokens > self.config.max_position_embeddings:
+                self.config = dataclasses.replace(self.config, max_position_embeddings=int(max_tokens))
+            self.max_tokens = int(max_tokens)
+            self.tokenizer.model_max_length = int(max_tokens)
 
     # Building, loading, saving -------------------------------------------------------------------
 
@@ -493,9 +547,12 @@ class MGTEModel(nn.Module):
         found = {
             "sparse_head": "sparse_head.weight" in state,
             "rerank_head": "rerank_head.weight" in state,
+            "mlm_head": "lm_head.dense.weight" in state,
             "pooler": "pooler.dense.weight" in state,
         }
         model = cls(config, _tokenizer(folder), **found, **{**extra, **settings})
+        if model.lm_head is not None and _TIED not in state:  # the tied decoder is the word embeddings, saved once
+            state[_TIED] = state["embeddings.word_embeddings.weight"]
         expected = model.state_dict()
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing:
@@ -518,16 +575,23 @@ class MGTEModel(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        heads = [h for h in ("rerank_head", "sparse_head") if getattr(self, h) is not None]
-        as_classifier = heads[0] if heads else None  # the rerank head if there is one, else the sparse head
+        heads = [h for h in ("rerank_head", "sparse_head", "lm_head") if getattr(self, h) is not None]
+        classifiers = [h for h in heads if h != "lm_head"]
+        as_classifier = classifiers[0] if classifiers else None  # the rerank head if there is one, else the sparse head
         out = {}
         for key, value in self.state_dict().items():
+            if key == _TIED:
+                continue  # the word embeddings, saved once (upstream ties them too)
             head = key.split(".", 1)[0]
             name = ("new." if heads else "") + key if head not in heads else key
             out[name.replace(head, "classifier", 1) if head == as_classifier else name] = value.detach().contiguous()
         save_file(out, str(folder / WEIGHTS), metadata={"format": "pt"})
-        arch = {"rerank_head": "NewForSequenceClassification", "sparse_head": "NewForTokenClassification"}
-        config = {"architectures": [arch.get(as_classifier, "NewModel")], **self.config.to_dict()}
+        arch = {
+            "rerank_head": "NewForSequenceClassification",
+            "sparse_head": "NewForTokenClassification",
+            None: "NewForMaskedLM" if self.lm_head is not None else "NewModel",
+        }
+        config = {"architectures": [arch[as_classifier]], **self.config.to_dict()}
         if heads:
             config.update(id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
         (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
@@ -573,13 +637,13 @@ def _tokenizer(folder: Path) -> Any:
         return AutoTokenizer.from_pretrained(folder)
 
 
-_IGNORED = ("lm_head.",)  # the MLM head of pre-training checkpoints: not used here
+_TIED = "lm_head.decoder.weight"  # NewForMaskedLM's decoder: the word embeddings
 
 
 def _our_names(keys: Iterable[str]) -> dict[str, str]:
     """Upstream key -> ours, for the keys we load: no ``new.``; ``classifier`` is ``rerank_head`` with a pooler,
-    else ``sparse_head``; the MLM head and ``position_ids`` buffers are left out."""
-    bare = {k: k.removeprefix("new.") for k in keys if not k.startswith(_IGNORED)}
+    else ``sparse_head``; ``lm_head`` (NewForMaskedLM's) as it is; ``position_ids`` buffers are left out."""
+    bare = {k: k.removeprefix("new.") for k in keys}
     bare = {k: b for k, b in bare.items() if not b.endswith("position_ids")}  # a buffer in some exports
     head = "rerank_head" if "pooler.dense.weight" in bare.values() else "sparse_head"
     classifier = {"classifier.weight": f"{head}.weight", "classifier.bias": f"{head}.bias"}
@@ -798,14 +862,14 @@ SCRATCH_ROPE_THETA = 10000.0
 # head that never gets a gradient. With bias 1 every token starts near weight 1, i.e. lexical scores start as
 # counts of shared tokens, and the mgte loss moves them from there.
 SCRATCH_SPARSE_BIAS = 1.0
-_SCRATCH_HEADS = ("sparse", "rerank")
+_SCRATCH_HEADS = ("sparse", "rerank", "mlm")
 
 
 @dataclass
 class MGTEScratchConfig(ScratchConfig):
     """The scratch table of an mGTE recipe: the shared keys, and which task heads the random model gets."""
 
-    # "sparse" (the mgte loss trains it) and/or "rerank" (listwise-ce trains a cross-encoder)
+    # "sparse" (the mgte loss trains it), "rerank" (listwise-ce trains a cross-encoder), "mlm" (the mlm loss)
     heads: list[str] = field(default_factory=lambda: ["sparse"])
 
 
@@ -817,11 +881,11 @@ def _write_scratch(folder: Path, tokenizer: Any, cfg: MGTEScratchConfig, *, seed
     type (two with the rerank head: the WordPiece pair encoding marks the document with token type 1, as BERT's
     segments); the heads are ``cfg.heads``: ``"sparse"`` (``Linear(H, 1)``, bias ``SCRATCH_SPARSE_BIAS``) so the
     ``mgte`` loss can train it, ``"rerank"`` (pooler + ``Linear(H, 1)``, normal init as upstream) so
-    ``listwise-ce`` can train a cross-encoder.
+    ``listwise-ce`` can train a cross-encoder, ``"mlm"`` (``lm_head``) for MLM pre-training (``mlm`` loss).
     """
     unknown = sorted(set(cfg.heads) - set(_SCRATCH_HEADS))
     if unknown or not cfg.heads:
-        raise ZooError(f"model.scratch.heads: {unknown[0] if unknown else 'none'!r}; mGTE's heads: sparse, rerank")
+        raise ZooError(f"model.scratch.heads: {unknown[0] if unknown else 'none'!r}; mGTE's heads: sparse, rerank, mlm")
     config = MGTEConfig(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,
@@ -842,6 +906,7 @@ def _write_scratch(folder: Path, tokenizer: Any, cfg: MGTEScratchConfig, *, seed
         seed=seed,
         sparse_head="sparse" in cfg.heads,
         rerank_head="rerank" in cfg.heads,
+        mlm_head="mlm" in cfg.heads,
         max_tokens=cfg.max_position,
     )
     if model.sparse_head is not None:

@@ -84,6 +84,8 @@ class StageConfig:
     # targets of distillation losses (zoo.train.objectives): a registered encoder, or "frozen" (a frozen copy of the
     # model as this stage starts)
     teacher: str | None = None
+    # model settings from this stage on, through the model's configure() (mGTE: rope_theta, max_tokens)
+    model: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,7 +98,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     seed: int = 0
     languages: list[str] = field(default_factory=list)
-    data_dir: str | None = None  # default: harness.datasets.local.resolve_data_dir()
+    data_dir: str | None = None  # default: zoo.datafiles.resolve_data_dir()
     device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", ...
     bf16: bool = False  # bf16 autocast of the model's forward (CPU AMX, CUDA)
     gradient_checkpointing: bool = False
@@ -212,14 +214,15 @@ def parse_value(raw: str) -> Any:
 
 
 def _set(node: Any, keys: list[str], value: Any, path: str) -> None:
-    key, rest = keys[0].replace("-", "_"), keys[1:]
+    raw, rest = keys[0], keys[1:]
+    key = raw.replace("-", "_")
     if isinstance(node, list):
         if key == "*":
             targets = node
         elif key.isdigit() and int(key) < len(node):
             targets = [node[int(key)]]
         else:
-            targets = [item for item in node if isinstance(item, dict) and item.get("name") == key]
+            targets = [item for item in node if isinstance(item, dict) and item.get("name") in (raw, key)]
         if not targets:
             raise ZooError(f"--set {path}: no list item {key!r}")
         for t in targets:

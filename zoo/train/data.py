@@ -14,7 +14,7 @@ scored      sentence1, sentence2, score                     jsonl-scored
 texts       text                                            jsonl-texts
 ==========  ==============================================  ==========================================
 
-``path`` is relative to the data dir (``harness.datasets.local.resolve_data_dir``): a ``.jsonl`` file,
+``path`` is relative to the data dir (``zoo.datafiles.resolve_data_dir``): a ``.jsonl`` file,
 or a BEIR folder for the ``beir-*`` readers. Every file read is recorded with its sha256. Bad input
 stops with a one-line ``ZooError`` naming the file and line.
 
@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.datafiles import read_beir
 from zoo.errors import ZooError
 
 __all__ = [
@@ -253,8 +254,6 @@ def _beir_folder(data_dir: Path, cfg: SourceConfig) -> Path:
 
 def _read_beir_qrels(data_dir: Path, cfg: SourceConfig) -> TrainSource:
     """(query, relevant document) pairs of one qrels split; documents are ``title + " " + text``."""
-    from harness.datasets.local import read_beir
-
     folder = _beir_folder(data_dir, cfg)
     data = read_beir(folder, cfg.split)
     used = ["corpus.jsonl", "queries.jsonl", f"qrels/{cfg.split}.tsv"]

@@ -51,8 +51,10 @@ from typing import Any
 import torch
 import torch.distributed as tdist
 
+from zoo.datafiles import resolve_data_dir
 from zoo.errors import ZooError
 from zoo.family import Family
+from zoo.provenance import code_revision, hardware
 from zoo.registry import get_family
 from zoo.train.config import RUN_CONTROL, StageConfig, TrainConfig, from_dict, load_recipe, to_dict, to_toml
 from zoo.train.data import MultiTaskSampler, TrainSource, load_source, sha256_file
@@ -89,8 +91,6 @@ def lr_factor(step: int, total: int, warmup_ratio: float, schedule: str) -> floa
 
 
 def _data_dir(cfg: TrainConfig, data_dir: str | os.PathLike[str] | None) -> Path:
-    from harness.datasets.local import resolve_data_dir
-
     return resolve_data_dir(data_dir or cfg.data_dir)
 
 
@@ -165,6 +165,17 @@ def _select_trainable(model: torch.nn.Module, freeze: list[str], trainable: list
         moving = any(_matches(n, t) for t in trainable) if trainable else True
         if not moving or any(_matches(n, f) for f in freeze):
             p.requires_grad_(False)
+
+
+def _configure(model: Any, stage: StageConfig) -> None:
+    """Apply a stage's ``model`` table (e.g. a larger RoPE base and length for mGTE's second MLM stage)."""
+    configure = getattr(model, "configure", None)
+    if configure is None:
+        raise ZooError(f"stage {stage.name!r}: {type(model).__name__} has no configure() for the stage's model table")
+    try:
+        configure(**stage.model)
+    except TypeError as e:
+        raise ZooError(f"stage {stage.name!r}: model table {stage.model!r}: {e}") from None
 
 
 def _optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.AdamW:
@@ -264,12 +275,6 @@ def _update(stage: _Stage, params: list[torch.nn.Parameter], world: int, lr: flo
 # THE RUN =========================================================================================
 
 
-def _git_revision() -> str:
-    from harness.runner import code_revision
-
-    return code_revision()
-
-
 def _register(out: Path, name: str) -> Path | None:
     """Make a folder outside the models dir visible there (a symlink); None if the name is taken."""
     root = models_dir()
@@ -343,6 +348,8 @@ class _Run:
                     continue
                 if sc.batch_size % d.world:
                     raise ZooError(f"stage {sc.name!r}: batch_size {sc.batch_size} is not divisible by {d.world} ranks")
+                if sc.model:
+                    _configure(model, sc)
                 stage = _Stage(cfg, index, model, self.family, self.data_dir, d)
                 if not any(r["stage"] == sc.name for r in data_records):
                     data_records += stage.records()
@@ -397,8 +404,6 @@ class _Run:
     def _finish(
         self, model: Any, recipe: str, data: list[dict[str, Any]], scratch: dict | None, last: dict, seconds: float
     ) -> None:
-        from harness.runner import hardware
-
         cfg, out = self.cfg, self.out
         model.save_pretrained(out)
         losses = {s.loss for s in cfg.stages} | {src.loss for s in cfg.stages for src in s.sources if src.loss}
@@ -413,7 +418,7 @@ class _Run:
             "config_hash": self.config_hash,
             "data": data,
             "scratch": scratch,
-            "git_revision": _git_revision(),
+            "git_revision": code_revision(),
             "weights_sha256": sha256_file(out / WEIGHTS),
             "params": sum(p.numel() for p in model.parameters()),
             "embed_dim": model.embed_dim,

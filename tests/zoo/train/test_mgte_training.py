@@ -432,3 +432,66 @@ def test_mgte_tiny_reranker_recipe_trains_from_nothing_and_reranks(
     (rec0,) = harness.evaluate(init, ["local/wikiqa-reranking"], results_dir=tmp_path / "r0", **kw)
     print(f"wikiqa-reranking MAP: trained {rec.get_score():.4f}, random init {rec0.get_score():.4f}")
     assert math.isfinite(rec.get_score()) and math.isfinite(rec0.get_score())
+
+
+# MLM PRE-TRAINING ================================================================================
+
+
+def test_the_mlm_head_is_tied_saved_once_and_reloads(tmp_path: Path) -> None:
+    from zoo.families.mgte import MGTEModel
+
+    model, _ = _tiny_mgte(sparse_head=True)
+    model = MGTEModel.from_config(model.config, model.tokenizer, seed=0, sparse_head=True, mlm_head=True)
+    assert model.head_outputs == ("dense", "sparse", "mlm")
+    assert model.lm_head.decoder.weight is model.embeddings.word_embeddings.weight
+    batch = model.tokenize(["a river by the mountain", "apples"], 16)
+    select = batch["attention_mask"].bool() & (
+        torch.rand(batch["input_ids"].shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    )
+    logits = model.heads(**batch, outputs=("mlm",), select=select)["mlm"]
+    assert logits.shape == (int(select.sum()), model.config.vocab_size)
+    padded = MGTEModel.from_config(model.config, model.tokenizer, seed=0, sparse_head=True, mlm_head=True, unpad=False)
+    torch.testing.assert_close(
+        padded.heads(**batch, outputs=("mlm",), select=select)["mlm"], logits, atol=1e-5, rtol=1e-4
+    )
+    folder = model.save_pretrained(tmp_path / "mlm")
+    keys = set(load_file(folder / "model.safetensors"))
+    assert "lm_head.dense.weight" in keys and "lm_head.decoder.bias" in keys and "lm_head.decoder.weight" not in keys
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["NewForTokenClassification"]
+    again = MGTEModel.from_pretrained(folder)
+    assert again.lm_head.decoder.weight is again.embeddings.word_embeddings.weight
+    torch.testing.assert_close(again.heads(**batch, outputs=("mlm",), select=select)["mlm"], logits)
+    with pytest.raises(ZooError, match="needs `select`"):
+        model.heads(**batch, outputs=("mlm",))
+
+
+def test_configure_raises_the_rope_base_and_the_length(tmp_path: Path) -> None:
+    model, _ = _tiny_mgte(sparse_head=False)
+    batch = model.tokenize(["a long enough sentence about rivers and mountains"], 32)
+    before = model(**batch)
+    model.configure(rope_theta=160000.0, max_tokens=2048)
+    assert model.config.rope_theta == 160000.0 and model.max_tokens == 2048
+    assert not torch.allclose(model(**batch), before)
+    from zoo.families.mgte import MGTEModel
+
+    again = MGTEModel.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    assert again.config.rope_theta == 160000.0 and again.max_tokens == 2048
+    with pytest.raises(TypeError):
+        model.configure(nope=1)
+
+
+def test_mgte_tiny_mlm_recipe_runs_mlm_then_contrastive(tmp_path: Path, shared_data: Path) -> None:
+    from zoo.families.mgte import MGTEEncoder, MGTEModel
+    from zoo.registry import create_model
+
+    cut = ["stages.mlm-short.steps=3", "stages.mlm-long.steps=2", "stages.weak.steps=2", "stages.supervised.steps=2"]
+    cut += ["model.scratch.tokenizer_max_texts=2000", "model.scratch.vocab_size=800"]
+    folder = train("mgte/tiny-mlm", cut, out=tmp_path / "models" / "m", data_dir=shared_data, progress=False)
+    lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [m["stage"] for m in lines] == ["mlm-short"] * 3 + ["mlm-long"] * 2 + ["weak"] * 2 + ["supervised"] * 2
+    assert lines[0]["loss"] == pytest.approx(math.log(800), rel=0.15)  # MLM from random: about log(vocab)
+    model = MGTEModel.from_pretrained(folder)
+    assert model.config.rope_theta == 160000.0 and model.lm_head is not None and model.sparse_head is not None
+    encoder = create_model("mgte-tiny.mlm", mode="hybrid")
+    assert isinstance(encoder, MGTEEncoder) and encoder.retrieval_mode == "hybrid"
+    assert encoder.encode(["word " * 3000]).shape == (1, 128)  # RoPE: thousands of tokens
