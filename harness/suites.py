@@ -4,6 +4,8 @@
 - ``local-en`` / ``local-zh``: every supported local task in that language.
 - ``local-all``: every supported local task.
 - ``trec-dl``: TREC DL 2019 and 2020 passage re-ranking (ir_datasets); ``beir-small``: five small BEIR sets.
+- ``longembed-synthetic``: LongEmbed's passkey and needle retrieval built from the data dir, at 256 .. 8192
+  tokens (``harness/datasets/synthetic.py``); ``mteb:LongEmbed`` is LongEmbed's published data.
 
 Suites of another tool are named ``<prefix>:<its name>``: ``mteb:MTEB(eng, v2)`` is the tasks of that
 MTEB benchmark as ``mteb/<TaskName>`` ids (``PREFIXES`` maps a prefix to its resolver).
@@ -15,6 +17,7 @@ import difflib
 import os
 from collections.abc import Callable
 
+from harness.datasets.synthetic import KINDS, LENGTHS
 from harness.tasks import list_tasks
 from zoo.errors import ZooError
 
@@ -48,6 +51,7 @@ SUITES: dict[str, tuple[str, ...] | Callable[[str | os.PathLike[str] | None], tu
     # beir/scifact, which the shared data dir holds.
     "trec-dl": ("trec-dl/2019", "trec-dl/2020"),
     "beir-small": ("beir/scifact", "beir/nfcorpus", "beir/arguana", "beir/scidocs", "beir/fiqa"),
+    "longembed-synthetic": tuple(f"synthetic/{kind}-{n}" for kind in KINDS for n in LENGTHS),
 }
 
 

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from harness.datasets import beir, local, mteb, trec_dl
+from harness.datasets import beir, local, mteb, synthetic, trec_dl
 
 __all__ = ["SOURCES"]
 
-SOURCES: dict[str, ModuleType] = {"local": local, "mteb": mteb, "beir": beir, "trec-dl": trec_dl}
+SOURCES: dict[str, ModuleType] = {
+    "local": local,
+    "mteb": mteb,
+    "beir": beir,
+    "trec-dl": trec_dl,
+    "synthetic": synthetic,
+}

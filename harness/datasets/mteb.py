@@ -5,7 +5,9 @@ Notable features:
   ``mteb/<TaskName>[<split>+..:<subset>+..]`` keeps only those evaluation splits and hf subsets (an
   empty part keeps all), as benchmarks do (``mteb/STS17[test:en-en]`` in ``MTEB(eng, v2)``). Run
   by mteb itself through ``mteb.evaluate(MtebEncoder(model), [task], cache=None)``: mteb's result
-  cache is never used, so a stale score can never be returned for a changed model.
+  cache is never used, so a stale score can never be returned for a changed model. A paper's name of a
+  task (:data:`ALIASES`: ``mteb/MLDR`` is ``mteb/MultiLongDocRetrieval``) resolves to mteb's name, which
+  the task id, and so its record, keeps.
 - Score names are mapped here, once: ``ndcg_at_10 -> ndcg@10``, ``map_at_1000 -> map@1000``,
   ``recall_at_100 -> recall@100``, ``mrr_at_10 -> mrr@10`` (every ``<metric>_at_<k>``); the other
   names (``cosine_spearman``, ``accuracy``, ``v_measure``, ``cosine_ap``, ``max_ap``) are the same in
@@ -64,6 +66,7 @@ __all__ = [
     "load",
     "checksum",
     "task_class",
+    "ALIASES",
 ]
 
 # NAMES ===========================================================================================
@@ -376,6 +379,13 @@ def to_mteb_task(task: Task) -> AbsTask:
 
 
 _SELECTION = re.compile(r"^(?P<task>[^\[\]]+?)(?:\[(?P<splits>[^\[\]:]*):(?P<subsets>[^\[\]:]*)\])?$")
+ALIASES = {"MLDR": "MultiLongDocRetrieval"}  # the name a paper uses -> mteb's name of the task
+
+
+def _canonical(name: str) -> str:
+    """``name`` with mteb's name of the task: ``MLDR[test:en] -> MultiLongDocRetrieval[test:en]``."""
+    task, bracket, rest = name.partition("[")
+    return ALIASES.get(task, task) + bracket + rest
 
 
 def _mteb_task(name: str) -> AbsTask:
@@ -417,6 +427,7 @@ def spec(name: str, data_dir: str | os.PathLike[str] | None = None) -> TaskSpec:
     """
     import mteb
 
+    name = _canonical(name)
     task = _mteb_task(name)
     meta = task.metadata
     if meta.modalities != ["text"]:

@@ -204,7 +204,17 @@ class Retrieval(Task):
     type = "retrieval"
     main_score = "ndcg@10"
     requires = (Retriever, Encoder, SparseEncoder)
-    metrics = ("ndcg@10", "ndcg@100", "map@100", "mrr@10", "recall@10", "recall@100", "recall@1000", "precision@10")
+    metrics = (
+        "ndcg@10",
+        "ndcg@1",
+        "ndcg@100",
+        "map@100",
+        "mrr@10",
+        "recall@10",
+        "recall@100",
+        "recall@1000",
+        "precision@10",
+    )
 
     def _evaluate_split(self, model: Any, data: RetrievalData, ctx: EvalContext) -> SplitOutput:
         # BEIR drops hits whose id is the query's, searching one deeper so that TOP_K remain.

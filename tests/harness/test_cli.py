@@ -65,7 +65,15 @@ def test_ls_suites(tiny_data: Path, capsys: pytest.CaptureFixture) -> None:
 
 
 def test_suites(tiny_data: Path) -> None:
-    assert list_suites() == ["beir-small", "local-all", "local-en", "local-quick", "local-zh", "trec-dl"]
+    assert list_suites() == [
+        "beir-small",
+        "local-all",
+        "local-en",
+        "local-quick",
+        "local-zh",
+        "longembed-synthetic",
+        "trec-dl",
+    ]
     assert get_suite("trec-dl") == ("trec-dl/2019", "trec-dl/2020")
     assert get_suite("local-quick") == LOCAL_QUICK
     assert get_suite("local-all", tiny_data) == ("local/pairs", "local/retrieval", "local/sts")

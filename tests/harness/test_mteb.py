@@ -187,6 +187,37 @@ def test_offline_download_is_one_line_exit_2(capsys: pytest.CaptureFixture, resu
     assert not results_dir.exists() or not list(results_dir.rglob("*.json"))
 
 
+def test_long_context_tasks_by_name(capsys: pytest.CaptureFixture, results_dir: Path, monkeypatch) -> None:
+    """LongEmbed's synthetic tasks and MLDR (also by its paper's name) come from mteb's metadata; offline,
+    running one stops with the one-line download error."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name, path in [
+        ("LEMBNeedleRetrieval", "dwzhu/LongEmbed"),
+        ("LEMBPasskeyRetrieval", "mteb/LEMBPasskeyRetrieval"),
+    ]:
+        spec = get_task(f"mteb/{name}").spec
+        assert (spec.type, spec.main_score, spec.path) == ("retrieval", "ndcg@1", path)
+        assert spec.splits == tuple(f"test_{256 * 2**i}" for i in range(8))  # 256 .. 32768 tokens
+    mldr = get_task("mteb/MLDR[test:en]").spec
+    assert (mldr.id, mldr.main_score, mldr.options["hf_subsets"]) == (
+        "mteb/MultiLongDocRetrieval[test:en]",
+        "ndcg@10",
+        ["en"],
+    )
+    assert get_task("mteb/MLDR").spec.id == "mteb/MultiLongDocRetrieval"
+    for task_id, shown, path in [
+        ("mteb/LEMBNeedleRetrieval", "mteb/LEMBNeedleRetrieval", "dwzhu/LongEmbed"),
+        ("mteb/LEMBPasskeyRetrieval", "mteb/LEMBPasskeyRetrieval", "mteb/LEMBPasskeyRetrieval"),
+        ("mteb/MLDR[test:en]", "mteb/MultiLongDocRetrieval[test:en]", "mteb/MultiLongDocRetrieval"),
+    ]:
+        rc = main(["run", "-m", "test-random", "-t", task_id, "--results", str(results_dir), "--no-progress"])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        hub = f"cannot download {path} from the Hugging Face hub (offline: HF_HUB_OFFLINE is set)"
+        assert err.splitlines() == [f"zoobench: error: {shown}: {hub}"]
+    assert not results_dir.exists() or not list(results_dir.rglob("*.json"))
+
+
 def test_mteb_tasks_run_through_the_runner(mock_hub, results_dir: Path, hashing) -> None:
     ids = ["mteb/MockMultilingualSTSTask", "mteb/MockMultilingualRerankingTask", "mteb/MockClassificationTask"]
     sts, rerank, clf = harness.evaluate(hashing, ids, results_dir=results_dir, progress=False)
