@@ -1,22 +1,35 @@
-"""Embedding cache, content-addressed by (model fingerprint, kind, text), memory-mapped on disk.
+"""Embedding cache, content-addressed by (model fingerprint, kind, text): dense rows and sparse term weights.
 
-Layout: ``<cache dir>/<fingerprint>/<shard>.npy`` (float32 rows) with ``<shard>.keys`` beside it
-(16-byte blake2b digests of ``kind + "\\0" + text``, one per row). Shards are append-only and
-written atomically (the ``.keys`` file last), so an interrupted run leaves only whole shards and
-several processes can share a cache. Reading maps the shards with ``np.load(mmap_mode="r")``.
+Dense layout: ``<cache dir>/<fingerprint>/<shard>.npy`` (float32 rows) with ``<shard>.keys`` beside it
+(16-byte blake2b digests of ``kind + "\\0" + text``, one per row). Reading maps the shards with
+``np.load(mmap_mode="r")``.
+
+Sparse layout (:class:`SparseCache`, same keys): ``<cache dir>/<fingerprint>/sparse-v1/<shard>.npz`` holding
+``keys`` (n, 16) uint8, ``indptr`` (n + 1) int64, ``terms`` int32 indices into ``vocab`` (the shard's terms, a
+UTF-8 JSON list) and ``weights`` float32 (what the sparse scorer computes in). A shard that does not read back
+whole and consistent (truncated, a zip CRC mismatch) is deleted with a one-line warning, so its texts are
+encoded again.
+
+Shards are append-only and written atomically (data, fsync, then rename; a dense shard's ``.keys`` last),
+so an interrupted run leaves only whole shards and several processes can share a cache.
 
 The fingerprint hashes everything that changes an embedding: the model card (name, revision =
 the weights, prompts, pooling, max tokens, similarity), the factory's keyword arguments (dtype,
-device) and ``ENCODE_VERSION`` (bumped when zoobench's encode path changes numbers). The cache dir
-is ``--cache-dir``, else ``$ZOOBENCH_CACHE``, else ``~/.cache/zoobench/embeddings``.
+device; the runner leaves out a model's ``search_options``) and ``ENCODE_VERSION`` (bumped when
+zoobench's encode path changes numbers). The cache dir is ``--cache-dir``, else ``$ZOOBENCH_CACHE``,
+else ``~/.cache/zoobench/embeddings``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import json
 import os
 import uuid
+import warnings
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,10 +38,12 @@ import numpy as np
 
 from harness.results import atomic_write
 
-__all__ = ["ENCODE_VERSION", "EmbeddingCache", "fingerprint", "default_cache_dir"]
+__all__ = ["ENCODE_VERSION", "EmbeddingCache", "SparseCache", "fingerprint", "default_cache_dir"]
 
 ENCODE_VERSION = 2  # 2: non-finite rows become zero vectors
 _KEY_BYTES = 16
+_SPARSE_DIR = "sparse-v1"  # the sparse shard format (bump the suffix when the layout changes)
+_SPARSE_ARRAYS = ("keys", "indptr", "terms", "weights", "vocab")
 
 
 def default_cache_dir() -> Path:
@@ -94,13 +109,104 @@ class EmbeddingCache:
         """Append embeddings as a new shard (atomically: vectors first, keys last)."""
         if not len(texts):
             return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(vectors, dtype=np.float32))
         name = uuid.uuid4().hex
-        npy, keys = self.dir / f"{name}.npy", self.dir / f"{name}.keys"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".{name}.npy.tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, vectors)
-        os.replace(tmp, npy)
-        atomic_write(keys, b"".join(_key(kind, t) for t in texts))
-        self._open_shard(keys)
+        atomic_write(self.dir / f"{name}.npy", buf.getvalue())
+        atomic_write(self.dir / f"{name}.keys", b"".join(_key(kind, t) for t in texts))
+        self._open_shard(self.dir / f"{name}.keys")
+
+    @functools.cached_property
+    def sparse(self) -> SparseCache:
+        """The sparse term weights of the same fingerprint (read on first use)."""
+        return SparseCache(self.dir.parent, self.dir.name)
+
+
+class SparseCache:
+    """The cached ``{term: weight}`` dicts of one model fingerprint (layout in the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike[str], fingerprint: str) -> None:
+        self.dir = Path(root) / fingerprint / _SPARSE_DIR
+        self._index: dict[bytes, tuple[int, int]] = {}  # key -> (shard number, row)
+        self._shards: list[dict[str, Any]] = []
+        for path in sorted(self.dir.glob("*.npz")) if self.dir.is_dir() else []:
+            try:
+                shard = _read_sparse_shard(path)
+            except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as err:
+                message = f"sparse cache: dropped damaged shard {path} ({err}); its texts are encoded again"
+                warnings.warn(message, stacklevel=2)
+                path.unlink(missing_ok=True)  # a whole shard is renamed into place: this one is damaged for good
+                continue
+            self._add(shard)
+
+    def _add(self, shard: dict[str, Any]) -> None:
+        number = len(self._shards)
+        self._shards.append(shard)
+        for row, key in enumerate(shard.pop("keys")):
+            self._index.setdefault(key.tobytes(), (number, row))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def get(self, texts: Sequence[str], kind: str) -> tuple[list[int], list[dict[str, float]]]:
+        """Look texts up.
+
+        Returns:
+            The positions in ``texts`` that missed, and one ``{term: weight}`` dict per text (``{}`` where missed).
+        """
+        found = [self._index.get(_key(kind, t)) for t in texts]
+        out: list[dict[str, float]] = [{} for _ in texts]
+        for i, f in enumerate(found):
+            if f is not None:
+                shard = self._shards[f[0]]
+                span = slice(shard["indptr"][f[1]], shard["indptr"][f[1] + 1])
+                terms, vocab = shard["terms"][span].tolist(), shard["vocab"]
+                out[i] = dict(zip([vocab[t] for t in terms], shard["weights"][span].tolist(), strict=True))
+        return [i for i, f in enumerate(found) if f is None], out
+
+    def put(self, texts: Sequence[str], kind: str, weights: Sequence[Mapping[str, float]]) -> None:
+        """Append term weights as a new shard (atomically: written, fsynced, then renamed into place)."""
+        if not len(texts):
+            return
+        vocab: dict[str, int] = {}
+        indptr, terms, values = [0], [], []
+        for w in weights:
+            terms.extend(vocab.setdefault(t, len(vocab)) for t in w)
+            values.extend(w.values())
+            indptr.append(len(terms))
+        shard = {
+            "keys": np.frombuffer(b"".join(_key(kind, t) for t in texts), np.uint8).reshape(-1, _KEY_BYTES),
+            "indptr": np.asarray(indptr, dtype=np.int64),
+            "terms": np.asarray(terms, dtype=np.int32),
+            "weights": np.asarray(values, dtype=np.float32),
+            "vocab": np.frombuffer(json.dumps(list(vocab)).encode(), np.uint8),
+        }
+        buf = io.BytesIO()
+        np.savez(buf, **shard)
+        atomic_write(self.dir / f"{uuid.uuid4().hex}.npz", buf.getvalue())
+        self._add({**shard, "vocab": list(vocab)})
+
+
+def _read_sparse_shard(path: Path) -> dict[str, Any]:
+    """A sparse shard's arrays, read whole (the zip checks each array's CRC) and checked for consistency.
+
+    Raises:
+        ValueError: arrays that do not fit together (the zip and npy readers raise their own errors).
+    """
+    with np.load(path, allow_pickle=False) as z:
+        shard = {name: z[name] for name in _SPARSE_ARRAYS}
+    shard["vocab"] = json.loads(shard["vocab"].tobytes())
+    keys, indptr, terms, weights = (shard[n] for n in ("keys", "indptr", "terms", "weights"))
+    ok = (
+        isinstance(shard["vocab"], list)
+        and keys.dtype == np.uint8
+        and keys.shape == (len(indptr) - 1, _KEY_BYTES)
+        and indptr[0] == 0
+        and (np.diff(indptr) >= 0).all()
+        and indptr[-1] == len(terms) == len(weights)
+        and (len(terms) == 0 or 0 <= terms.min() <= terms.max() < len(shard["vocab"]))
+        and np.isfinite(weights).all()
+    )
+    if not ok:
+        raise ValueError("inconsistent arrays")
+    return shard

@@ -39,7 +39,8 @@ def result_revision(revision: str, model_kwargs: Mapping[str, Any] | None = None
     """The revision results are stored under: the card's, plus the factory options when there are any.
 
     ``dtype="bfloat16"`` gives ``<revision>+dtype-bfloat16``, so runs of one card with different
-    options keep separate records (as the embedding cache keeps their vectors apart).
+    options keep separate records, even those differing only in options the embedding cache ignores
+    (a model's ``search_options``, e.g. ``mode=hybrid``).
     """
     parts = [f"{k}-{v}" for k, v in sorted((model_kwargs or {}).items())]
     return "+".join([revision, *(re.sub(r"[^A-Za-z0-9._-]+", "_", p) for p in parts)])
@@ -80,8 +81,8 @@ def evaluate(
         cache: use the embedding cache; ``None`` means yes for a registry name, no for a model
             object (whose weights may change under the same card, e.g. during training).
         cache_dir: the cache root (default ``$ZOOBENCH_CACHE`` or ``~/.cache/zoobench/embeddings``).
-        model_kwargs: passed to the model's factory; part of the cache fingerprint and of the stored
-            revision (:func:`result_revision`).
+        model_kwargs: passed to the model's factory; part of the stored revision (:func:`result_revision`)
+            and, except the model's ``search_options`` (``zoo.protocols``), of the cache fingerprint.
         log: receives one line per skipped or finished task.
 
     Returns:
@@ -117,7 +118,10 @@ def evaluate(
     instance = create_model(model, lazy=True, **(model_kwargs or {})) if isinstance(model, str) else model
     emb_cache = None
     if cache if cache is not None else isinstance(model, str):
-        emb_cache = EmbeddingCache(cache_dir or default_cache_dir(), fingerprint(card, model_kwargs))
+        # Options that only change how retrieval searches (the model's search_options) share embeddings.
+        search_only = set(getattr(instance, "search_options", ()))
+        encoder_kwargs = {k: v for k, v in (model_kwargs or {}).items() if k not in search_only}
+        emb_cache = EmbeddingCache(cache_dir or default_cache_dir(), fingerprint(card, encoder_kwargs))
     skipped = []
     for task in pending:
         if not task.supports(instance):

@@ -4,6 +4,11 @@ A model implements one or more of them and carries its :class:`~zoo.registry.Mod
 ``card``. Task types name the protocols they need; a model that implements none of them is
 refused with a ``TypeError`` naming the model and the task type (mteb's convention).
 
+A model whose factory takes options that change only how the harness searches with it, not what it
+encodes (e.g. mGTE's retrieval ``mode`` and hybrid weights), names them in a class attribute
+``search_options: tuple[str, ...]``: they stay out of the embedding cache's fingerprint (so runs that differ
+only in them share cached embeddings) but not out of the stored result revision.
+
 :class:`Trainable` is the other side: what the training engine (``zoo.train``) needs of a family's model
 class (``zoo.family.Family.model``). The harness never sees it.
 """
@@ -22,7 +27,7 @@ if TYPE_CHECKING:
 
     from zoo.registry import ModelCard
 
-__all__ = ["Kind", "Encoder", "SparseEncoder", "Retriever", "Ranker", "Tagger", "Trainable"]
+__all__ = ["Kind", "Encoder", "SparseEncoder", "HybridEncoder", "Retriever", "Ranker", "Tagger", "Trainable"]
 
 Kind = Literal["query", "document"]
 
@@ -68,6 +73,28 @@ class SparseEncoder(Protocol):
 
         Returns:
             One ``{term: weight}`` dict per text; relevance is the dot product of two dicts.
+        """
+        ...
+
+
+@runtime_checkable
+class HybridEncoder(Protocol):
+    """An ``Encoder`` and ``SparseEncoder`` that gives both outputs of a text from one forward pass."""
+
+    card: ModelCard
+
+    def encode_hybrid(
+        self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int = 32
+    ) -> tuple[np.ndarray, list[dict[str, float]]]:
+        """Embed texts and weight their terms at once.
+
+        Args:
+            texts: the texts.
+            kind: ``"query"`` or ``"document"``.
+            batch_size: texts per forward pass.
+
+        Returns:
+            ``(encode(texts), encode_sparse(texts))``, as the two protocol methods would return them.
         """
         ...
 

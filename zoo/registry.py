@@ -212,7 +212,7 @@ def get_card(name: str) -> ModelCard:
 
 
 # Methods of the protocols in zoo.protocols: a lazy model forwards exactly those its class has.
-_PROTOCOL_METHODS = ("encode", "encode_sparse", "retrieve", "score", "tag")
+_PROTOCOL_METHODS = ("encode", "encode_sparse", "encode_hybrid", "retrieve", "score", "tag")
 
 
 class _LazyModel:
@@ -259,7 +259,8 @@ def create_model(name: str, *, lazy: bool = False, **kwargs: Any) -> Any:
             it so that a fully cached evaluation never loads weights). It needs the factory's return
             annotation to know which protocols to offer; without one the model is built at once. When
             that class has a static ``lazy_attributes(**kwargs) -> dict``, the stand-in also carries
-            the attributes it returns (those the options alone determine, validated up front).
+            the attributes it returns (those the options alone determine, validated up front), and
+            always the class's ``search_options`` (see ``zoo.protocols``).
         **kwargs: passed to the family's factory (e.g. ``device``).
 
     Returns:
@@ -279,7 +280,8 @@ def create_model(name: str, *, lazy: bool = False, **kwargs: Any) -> Any:
     if cls is None:
         return entry.factory(card=card, **kwargs)
     methods = {m: _forward(m) for m in _PROTOCOL_METHODS if callable(getattr(cls, m, None))}
-    proxy = type(f"Lazy{cls.__name__}", (_LazyModel,), methods)
+    declared = {"search_options": tuple(getattr(cls, "search_options", ()))}  # see zoo.protocols
+    proxy = type(f"Lazy{cls.__name__}", (_LazyModel,), {**methods, **declared})
     lazy = proxy(card, lambda: entry.factory(card=card, **kwargs))
     # Attributes that the options alone determine (e.g. mGTE's retrieval_mode) are known before loading.
     known = getattr(cls, "lazy_attributes", None)

@@ -8,9 +8,8 @@ and the encoding loop (de-duplicated, length-sorted, with a progress bar).
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, ClassVar
@@ -19,7 +18,7 @@ import numpy as np
 
 from harness.cache import EmbeddingCache
 from harness.spec import TaskSpec
-from zoo.protocols import Encoder, Kind, SparseEncoder
+from zoo.protocols import Encoder, HybridEncoder, Kind, SparseEncoder
 
 __all__ = [
     "TaskSpec",
@@ -31,6 +30,7 @@ __all__ = [
     "TASK_TYPES",
     "encode_texts",
     "encode_sparse_texts",
+    "encode_hybrid_texts",
 ]
 
 
@@ -188,68 +188,135 @@ def _blocks(
             bar.update(len(idx))
 
 
-def encode_texts(model: Encoder, texts: Sequence[str], kind: Kind, ctx: EvalContext) -> np.ndarray:
-    """Embed ``texts`` once each, from the cache where possible, longest first, with a progress bar.
+# The model method computing one output alone; a HybridEncoder computes both from one pass.
+_METHODS = {"dense": "encode", "sparse": "encode_sparse"}
 
-    Texts the cache misses are encoded in length-sorted blocks (uniform batches) and appended to the
-    cache every ``CACHE_FLUSH`` texts, so an interrupted run keeps what it encoded.
 
-    Returns:
-        ``(len(texts), dim)`` float32 rows in the order of ``texts``; rows are L2-normalised when the
-        model's card declares cosine similarity.
+def _forward(model: Any, texts: list[str], kind: Kind, batch_size: int, outputs: tuple[str, ...]) -> dict[str, Any]:
+    """``{output: values}`` of ``texts``: one ``encode_hybrid`` call for both outputs when the model has it."""
+    if len(outputs) > 1 and isinstance(model, HybridEncoder):
+        dense, sparse = model.encode_hybrid(texts, kind=kind, batch_size=batch_size)
+        return {"dense": dense, "sparse": sparse}
+    return {o: getattr(model, _METHODS[o])(texts, kind=kind, batch_size=batch_size) for o in outputs}
+
+
+def _finite_rows(vectors: Any, ctx: EvalContext) -> list[np.ndarray]:
+    """float32 rows, a non-finite one as zeros: a NaN row would outrank everything in top-k search."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    bad = ~np.isfinite(vectors).all(axis=1)
+    if bad.any():
+        ctx.count("texts_nonfinite", int(bad.sum()))
+        vectors = np.where(bad[:, None], 0.0, vectors).astype(np.float32)
+    return list(vectors)
+
+
+def _finite_terms(weights: Sequence[Mapping[str, float]], ctx: EvalContext) -> list[dict[str, float]]:
+    """Each dict without its non-finite weights, the rest as float32 values (what the cache stores and the
+    sparse scorer computes in, so a cached and a fresh run score alike)."""
+    out = []
+    for w in weights:
+        values = np.asarray(list(w.values()), dtype=np.float32)
+        finite = np.isfinite(values)
+        if not finite.all():
+            ctx.count("texts_nonfinite", 1)
+        out.append({t: v for t, v, ok in zip(w, values.tolist(), finite.tolist(), strict=True) if ok})
+    return out
+
+
+_CLEAN = {"dense": _finite_rows, "sparse": _finite_terms}
+
+
+def _encode(
+    model: Any, texts: Sequence[str], kind: Kind, ctx: EvalContext, outputs: tuple[str, ...]
+) -> dict[str, list]:
+    """``{output: one value per text}`` (``"dense"`` rows, ``"sparse"`` dicts), in the order of ``texts``.
+
+    Each unique text is looked up in the cache. What a text lacks is computed by one model call for all its
+    missing outputs (:func:`_forward`), in length-sorted blocks (uniform batches), and appended to the cache
+    every ``CACHE_FLUSH`` texts, so an interrupted run keeps what it encoded. ``texts_encoded`` counts the
+    texts the model saw, ``texts_cached`` those it did not.
     """
     t0 = time.perf_counter()
     unique = list(dict.fromkeys(texts))
-    missing, emb = ctx.cache.get(unique, kind) if ctx.cache is not None else (list(range(len(unique))), None)
-    ctx.count("texts_cached", len(unique) - len(missing))
-    ctx.count("texts_encoded", len(missing))
-    to_cache: list[tuple[list[int], np.ndarray]] = []
-    for idx, last in _blocks(unique, missing, f"{ctx.task_id} {kind}", ctx):
-        vectors = np.asarray(model.encode([unique[i] for i in idx], kind=kind, batch_size=ctx.batch_size))
-        bad = ~np.isfinite(vectors).all(axis=1)
-        if bad.any():  # a NaN row would outrank everything in top-k search: score it as a zero vector
-            ctx.count("texts_nonfinite", int(bad.sum()))
-            vectors = np.where(bad[:, None], 0.0, vectors).astype(np.float32)
-        if emb is None:
-            emb = np.zeros((len(unique), vectors.shape[1]), dtype=np.float32)
-        emb[idx] = vectors
-        to_cache.append((idx, vectors))
-        if ctx.cache is not None and (last or sum(len(i) for i, _ in to_cache) >= CACHE_FLUSH):
-            rows = [row for rows_, _ in to_cache for row in rows_]
-            ctx.cache.put([unique[r] for r in rows], kind, np.concatenate([v for _, v in to_cache]))
-            to_cache = []
-    if emb is None:  # no texts at all
-        emb = np.zeros((0, model.card.embed_dim or 0), dtype=np.float32)
+    caches = {} if ctx.cache is None else {"dense": ctx.cache, "sparse": ctx.cache.sparse}
+    found: dict[str, list[Any]] = {}  # output -> value per unique text, None where it must be computed
+    for o in outputs:
+        missing, hits = caches[o].get(unique, kind) if o in caches else (range(len(unique)), None)
+        found[o] = [None] * len(unique) if hits is None else list(hits)
+        for i in missing:
+            found[o][i] = None
+    groups: dict[tuple[str, ...], list[int]] = {}  # the outputs some texts lack -> those texts
+    for i in range(len(unique)):
+        lacking = tuple(o for o in outputs if found[o][i] is None)
+        if lacking:
+            groups.setdefault(lacking, []).append(i)
+    n_encoded = sum(len(rows) for rows in groups.values())
+    ctx.count("texts_cached", len(unique) - n_encoded)
+    ctx.count("texts_encoded", n_encoded)
+    for lacking, rows in groups.items():
+        pending: list[int] = []  # rows computed but not yet in the cache
+        for idx, last in _blocks(unique, rows, f"{ctx.task_id} {kind} {'+'.join(lacking)}", ctx):
+            out = _forward(model, [unique[i] for i in idx], kind, ctx.batch_size, lacking)
+            for o in lacking:
+                for i, value in zip(idx, _CLEAN[o](out[o], ctx), strict=True):
+                    found[o][i] = value
+            pending += idx
+            if last or len(pending) >= CACHE_FLUSH:
+                for o in lacking:
+                    if o in caches:
+                        caches[o].put([unique[i] for i in pending], kind, [found[o][i] for i in pending])
+                pending = []
+    position = {t: i for i, t in enumerate(unique)}
+    ctx.add_time("encode_s", time.perf_counter() - t0)
+    return {o: [found[o][position[t]] for t in texts] for o in outputs}
+
+
+def _stack(model: Encoder, rows: list[np.ndarray]) -> np.ndarray:
+    """``(len(rows), dim)`` float32, L2-normalised rows when the model's card declares cosine similarity."""
+    if not rows:
+        return np.zeros((0, model.card.embed_dim or 0), dtype=np.float32)
+    emb = np.stack(rows)  # a copy: cached rows are never changed
     if getattr(model.card, "similarity", None) == "cosine":
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         emb /= np.where(norms == 0, 1, norms)
-    position = {t: i for i, t in enumerate(unique)}
-    ctx.add_time("encode_s", time.perf_counter() - t0)
-    return emb[[position[t] for t in texts]]
+    return emb
+
+
+def encode_texts(model: Encoder, texts: Sequence[str], kind: Kind, ctx: EvalContext) -> np.ndarray:
+    """Embed ``texts`` once each, from the cache where possible, longest first, with a progress bar.
+
+    Returns:
+        ``(len(texts), dim)`` float32 rows in the order of ``texts``; rows are L2-normalised when the
+        model's card declares cosine similarity, and a non-finite row is zeros (``texts_nonfinite``).
+    """
+    return _stack(model, _encode(model, texts, kind, ctx, ("dense",))["dense"])
 
 
 def encode_sparse_texts(
     model: SparseEncoder, texts: Sequence[str], kind: Kind, ctx: EvalContext
 ) -> list[dict[str, float]]:
-    """Weight the terms of ``texts`` (``model.encode_sparse``) once each, longest first, with a progress bar.
+    """Weight the terms of ``texts`` (``model.encode_sparse``) once each, from the cache where possible.
 
-    The sparse counterpart of :func:`encode_texts`, without its disk cache: sparse weights are not cached
-    yet, so every call encodes every (unique) text and counts it under ``texts_encoded``. Non-finite
-    weights are dropped (a text that had any is counted under ``texts_nonfinite``).
+    Non-finite weights are dropped (a text that had any is counted under ``texts_nonfinite``).
 
     Returns:
-        One ``{term: weight}`` dict per text, in the order of ``texts`` (repeated texts share one dict).
+        One ``{term: weight}`` dict per text (float32 values), in the order of ``texts`` (repeated texts share
+        one dict).
     """
-    t0 = time.perf_counter()
-    unique = list(dict.fromkeys(texts))
-    ctx.count("texts_encoded", len(unique))
-    weights: list[dict[str, float]] = [{} for _ in unique]
-    for idx, _ in _blocks(unique, range(len(unique)), f"{ctx.task_id} {kind} (sparse)", ctx):
-        out = model.encode_sparse([unique[i] for i in idx], kind=kind, batch_size=ctx.batch_size)
-        for i, w in zip(idx, out, strict=True):
-            weights[i] = {t: float(v) for t, v in w.items() if math.isfinite(v)}
-            if len(weights[i]) < len(w):
-                ctx.count("texts_nonfinite", 1)
-    position = {t: i for i, t in enumerate(unique)}
-    ctx.add_time("encode_s", time.perf_counter() - t0)
-    return [weights[position[t]] for t in texts]
+    return _encode(model, texts, kind, ctx, ("sparse",))["sparse"]
+
+
+def encode_hybrid_texts(
+    model: Any, texts: Sequence[str], kind: Kind, ctx: EvalContext
+) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """:func:`encode_texts` and :func:`encode_sparse_texts` at once: a text lacking both outputs in the cache
+    goes through the model once (``encode_hybrid`` of a ``HybridEncoder``), one lacking one output only for it.
+
+    Args:
+        model: an ``Encoder`` and ``SparseEncoder``.
+        texts: the texts.
+        kind: ``"query"`` or ``"document"``.
+        ctx: the evaluation context (batch size, cache, timers).
+    """
+    out = _encode(model, texts, kind, ctx, ("dense", "sparse"))
+    return _stack(model, out["dense"]), out["sparse"]

@@ -7,18 +7,20 @@ A ``Retriever`` ranks the corpus itself. Any other model is searched exactly, sh
 *retrieval mode*: ``model.retrieval_mode`` if it has one, else ``"dense"`` for an ``Encoder`` and
 ``"sparse"`` for a ``SparseEncoder`` that is not one.
 
-- ``"dense"``: dot product of the embeddings (cosine when the card's similarity is cosine); embeddings
-  go through the embedding cache.
+- ``"dense"``: dot product of the embeddings (cosine when the card's similarity is cosine).
 - ``"sparse"``: dot product of the ``{term: weight}`` dicts of ``encode_sparse`` (mGTE's and BGE-M3's
   lexical score). A document sharing no term with a query scores 0 and is not retrieved for it, as an
-  inverted index would not find it. Sparse weights are not cached: every run encodes every text.
+  inverted index would not find it.
 - ``"hybrid"`` (a model with both protocols): ``dense_weight * cosine + sparse_weight * lexical``, the
   weights from ``model.hybrid_weights`` (default ``(1.0, 0.1)``, mGTE's), exact over the whole corpus.
-  The dense and sparse sides are two encoder calls (the dense one cached), not one joint pass.
+  A text that neither side has cached goes through the model once (``encode_hybrid`` of a ``HybridEncoder``).
+
+Embeddings and term weights both go through the embedding cache, which every mode of a model shares.
 
 The mode and the weights are a property of the model run, not of the task: they are not in the
 record's ``task_options``. A registry model takes them as factory options (e.g. mGTE's
-``--model-kwarg mode=hybrid``), which the runner appends to the stored revision (``seed-0+mode-hybrid``).
+``--model-kwarg mode=hybrid``), which the runner appends to the stored revision (``seed-0+mode-hybrid``) but
+leaves out of the cache fingerprint (they are the model's ``search_options``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,15 @@ from harness.search import (
     SparseScorer,
     TopKMerger,
 )
-from harness.tasks.base import EvalContext, SplitOutput, Task, encode_sparse_texts, encode_texts, task_type
+from harness.tasks.base import (
+    EvalContext,
+    SplitOutput,
+    Task,
+    encode_hybrid_texts,
+    encode_sparse_texts,
+    encode_texts,
+    task_type,
+)
 from zoo.errors import ZooError
 from zoo.protocols import Encoder, Retriever, SparseEncoder
 
@@ -159,8 +169,9 @@ def hybrid_run(
 ) -> Run:
     """Exact hybrid search: ``dense_weight * cosine + sparse_weight * lexical`` over the whole corpus.
 
-    Every block of a shard is the weighted sum of its dense block (``q . d`` of unit embeddings) and its
-    sparse block, merged into one running top-k.
+    Both sides of a text come from one model pass (:func:`encode_hybrid_texts`). Every block of a shard is the
+    weighted sum of its dense block (``q . d`` of unit embeddings) and its sparse block, merged into one running
+    top-k.
 
     Args:
         model: an ``Encoder`` and ``SparseEncoder``.
@@ -171,14 +182,13 @@ def hybrid_run(
         weights: ``(dense_weight, sparse_weight)``; default :func:`hybrid_weights` of the model.
     """
     dense_weight, sparse_weight = weights if weights is not None else hybrid_weights(model)
-    q_texts = list(queries.values())
-    dense = DenseScorer(_unit_rows(encode_texts(model, q_texts, "query", ctx), model))  # (nq, dim)
-    lexical = SparseScorer(encode_sparse_texts(model, q_texts, "query", ctx))  # (nq, V)
+    q_dense, q_sparse = encode_hybrid_texts(model, list(queries.values()), "query", ctx)
+    dense, lexical = DenseScorer(_unit_rows(q_dense, model)), SparseScorer(q_sparse)  # (nq, dim), (nq, V)
 
     def bind(texts: list[str]) -> BlockScores:
-        d_dense = dense.bind(_unit_rows(encode_texts(model, texts, "document", ctx), model))  # (nd, dim)
-        d_sparse = lexical.bind(encode_sparse_texts(model, texts, "document", ctx))  # (nd, V)
-        return _weighted(d_dense, d_sparse, dense_weight, sparse_weight)
+        d_dense, d_sparse = encode_hybrid_texts(model, texts, "document", ctx)
+        blocks = dense.bind(_unit_rows(d_dense, model)), lexical.bind(d_sparse)  # (nd, dim), (nd, V)
+        return _weighted(*blocks, dense_weight, sparse_weight)
 
     return _search(queries, corpus, top_k, bind)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from harness.cache import EmbeddingCache, fingerprint
+from harness.cache import EmbeddingCache, SparseCache, fingerprint
 from harness.runner import evaluate
 from zoo.families.baselines import HashingEncoder
 from zoo.registry import create_model, get_card
@@ -33,6 +34,42 @@ def test_a_damaged_shard_is_ignored(tmp_path: Path) -> None:
     (keys,) = list((tmp_path / "fp").glob("*.keys"))
     keys.write_bytes(keys.read_bytes()[:20])  # torn write
     assert EmbeddingCache(tmp_path, "fp").get(["a", "b"], "query") == ([0, 1], None)
+
+
+WEIGHTS = [{"x": 1.5, "\n": 2.0, "é": 0.25}, {}, {"x\x00": 3.0}]  # odd terms and an empty dict round-trip too
+
+
+def test_sparse_put_get_roundtrip_persists_across_instances(tmp_path: Path) -> None:
+    EmbeddingCache(tmp_path, "fp").sparse.put(["a", "b", "c"], "query", WEIGHTS)
+    again = SparseCache(tmp_path, "fp")
+    assert len(again) == 3
+    assert again.get(["c", "zz", "a", "b"], "query") == ([1], [WEIGHTS[2], {}, WEIGHTS[0], {}])
+    assert again.get(["a"], "document") == ([0], [{}])
+    assert EmbeddingCache(tmp_path, "fp").get(["a"], "query") == ([0], None)  # dense rows are apart
+
+
+def _flip_weights(shard: Path) -> None:
+    raw = shard.read_bytes()
+    at = raw.index(np.float32([1.5, 2.0, 0.25]).tobytes())
+    shard.write_bytes(raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1 :])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda p: p.write_bytes(p.read_bytes()[:-100]), lambda p: p.write_bytes(b""), _flip_weights],
+    ids=["truncated", "empty", "flipped-byte"],
+)
+def test_a_damaged_sparse_shard_is_dropped_with_a_warning(tmp_path: Path, damage) -> None:  # noqa: ANN001
+    cache = SparseCache(tmp_path, "fp")
+    cache.put(["a", "b", "c"], "query", WEIGHTS)
+    cache.put(["d"], "query", [{"y": 1.0}])
+    shard = next(p for p in cache.dir.glob("*.npz") if b"x\\u0000" in p.read_bytes())
+    damage(shard)
+    message = f"^sparse cache: dropped damaged shard {re.escape(str(shard))} .*encoded again$"
+    with pytest.warns(UserWarning, match=message):
+        again = SparseCache(tmp_path, "fp")
+    assert again.get(["a", "d"], "query") == ([0], [{}, {"y": 1.0}])
+    assert not shard.exists()
 
 
 def test_fingerprint_changes_with_weights_prompts_and_kwargs() -> None:

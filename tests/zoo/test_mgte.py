@@ -6,6 +6,7 @@ import copy
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import harness
+from harness.results import read_run, run_path
 from zoo.errors import ZooError
 from zoo.families import mgte
 from zoo.families.mgte import MGTEConfig, MGTEEncoder, MGTEModel, hybrid_scores, lexical_scores
@@ -509,8 +511,79 @@ def test_retrieval_modes_run_in_the_harness(tiny_data: Path, tmp_path: Path) -> 
     assert {p.parent.name for p in (tmp_path / "r" / "test-mgte").glob("*/local")} == {
         f"seed-0+mode-{m}" for m in records
     }
-    dense, hybrid = records["dense"].runtime, records["hybrid"].runtime
-    assert hybrid["texts_encoded"] == 2 * dense["texts_encoded"]  # dense (cached from now on) + sparse (never)
+    dense, sparse, hybrid = (records[m].runtime for m in ("dense", "sparse", "hybrid"))
+    assert sparse["texts_encoded"] == dense["texts_encoded"] > 0  # each mode caches its side for the others
+    assert hybrid["texts_encoded"] == 0 and hybrid["texts_cached"] == dense["texts_encoded"]
+
+
+@pytest.fixture
+def passes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[str, ...], int]]:
+    """``(outputs, texts)`` of every forward pass of an MGTEModel during the test."""
+    seen = []
+    heads = MGTEModel.heads
+
+    def counted(self, input_ids, attention_mask, token_type_ids=None, *, outputs=("dense",), dim=None):  # noqa: ANN001, ANN202
+        seen.append((tuple(outputs), len(input_ids)))
+        return heads(self, input_ids, attention_mask, token_type_ids, outputs=outputs, dim=dim)
+
+    monkeypatch.setattr(MGTEModel, "heads", counted)
+    return seen
+
+
+def _hybrid_cache_run(tiny_data: Path, tmp_path: Path, **model_kwargs: Any) -> tuple[Any, dict]:
+    """Evaluate test-mgte on local/retrieval (recomputing, through the cache ``tmp_path/c``): (record, run)."""
+    kw = dict(results_dir=tmp_path / "r", data_dir=tiny_data, progress=False, cache_dir=tmp_path / "c")
+    (record,) = harness.evaluate(
+        "test-mgte", ["local/retrieval"], overwrite=True, model_kwargs=model_kwargs, log=lambda m: None, **kw
+    )
+    path = run_path(tmp_path / "r", "test-mgte", record.revision, "local/retrieval", "test")
+    return record, read_run(path)
+
+
+def _n_texts(tiny_data: Path) -> int:
+    data = harness.get_task("local/retrieval", tiny_data).load("test")
+    return len(set(data.queries.values())) + len(set(data.corpus.values()))
+
+
+def test_hybrid_encodes_each_text_in_one_pass_and_reruns_from_the_cache(
+    tiny_data: Path, tmp_path: Path, passes: list
+) -> None:
+    n = _n_texts(tiny_data)
+    cold, cold_run = _hybrid_cache_run(tiny_data, tmp_path, mode="hybrid")
+    assert {outputs for outputs, _ in passes} == {("dense", "sparse")} and sum(k for _, k in passes) == n
+    assert cold.runtime["texts_encoded"] == n
+    passes.clear()
+    warm, warm_run = _hybrid_cache_run(tiny_data, tmp_path, mode="hybrid")
+    assert passes == [] and warm.runtime["texts_encoded"] == 0 and warm.runtime["texts_cached"] == n
+    assert warm.scores == cold.scores and warm_run == cold_run
+
+
+def test_dense_and_hybrid_runs_share_the_dense_cache(tiny_data: Path, tmp_path: Path, passes: list) -> None:
+    n = _n_texts(tiny_data)
+    dense, _ = _hybrid_cache_run(tiny_data, tmp_path, mode="dense")
+    passes.clear()
+    hybrid, _ = _hybrid_cache_run(tiny_data, tmp_path, mode="hybrid")
+    assert {outputs for outputs, _ in passes} == {("sparse",)} and sum(k for _, k in passes) == n  # dense: cached
+    passes.clear()
+    reweighted, _ = _hybrid_cache_run(tiny_data, tmp_path, mode="hybrid", sparse_weight=0.5)
+    assert passes == [] and reweighted.runtime["texts_cached"] == n  # the weights only change the search
+    assert len(list((tmp_path / "c").iterdir())) == 1  # one fingerprint
+    revisions = [r.revision for r in (dense, hybrid, reweighted)]  # ... but every run keeps its own records
+    assert revisions == ["seed-0+mode-dense", "seed-0+mode-hybrid", "seed-0+mode-hybrid+sparse_weight-0.5"]
+
+
+def test_a_truncated_sparse_shard_is_recomputed_with_the_same_scores(
+    tiny_data: Path, tmp_path: Path, passes: list
+) -> None:
+    cold, cold_run = _hybrid_cache_run(tiny_data, tmp_path, mode="hybrid")
+    shards = sorted((tmp_path / "c").glob("*/sparse-*/*.npz"))
+    shards[0].write_bytes(shards[0].read_bytes()[:-50])
+    passes.clear()
+    with pytest.warns(UserWarning, match="^sparse cache: dropped damaged shard .*; its texts are encoded again$"):
+        again, again_run = _hybrid_cache_run(tiny_data, tmp_path, mode="hybrid")
+    assert {outputs for outputs, _ in passes} == {("sparse",)}
+    assert 0 < again.runtime["texts_encoded"] < again.runtime["texts_encoded"] + again.runtime["texts_cached"]
+    assert again.scores == cold.scores and again_run == cold_run
 
 
 def test_hybrid_mode_ranks_by_hybrid_scores(tiny_data: Path) -> None:

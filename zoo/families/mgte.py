@@ -22,7 +22,9 @@ Notable features:
   tokens dropped and the max weight kept per repeated token (``NewForTokenClassification`` with one
   label); hybrid score = ``dense_weight * cos + sparse_weight * lexical`` (upstream defaults 1.0 / 0.1);
 - ``MGTEEncoder(mode="dense" | "sparse" | "hybrid", dense_weight=, sparse_weight=)`` (factory options, e.g.
-  ``--model-kwarg mode=hybrid``) sets ``retrieval_mode`` / ``hybrid_weights``, which harness retrieval searches by;
+  ``--model-kwarg mode=hybrid``) sets ``retrieval_mode`` / ``hybrid_weights``, which harness retrieval searches by
+  (its ``search_options``: every mode shares the cached embeddings); ``encode_hybrid`` gives dense and sparse
+  from one pass (``zoo.protocols.HybridEncoder``);
 - reranker = ``classifier(tanh(pooler.dense(h_first)))`` over the tokenizer's pair encoding
   (``NewForSequenceClassification`` with one label);
 - the fast CPU path of zoo.families.gte (length-sorted token batches, inference_mode, bf16 autocast,
@@ -722,6 +724,8 @@ class MGTEEncoder(_Runner):
         ((1, 64), ['a', 'cat'])
     """
 
+    search_options = ("mode", "dense_weight", "sparse_weight")  # how retrieval searches, not what is encoded
+
     def __init__(
         self,
         card: ModelCard,
@@ -784,7 +788,8 @@ class MGTEEncoder(_Runner):
         dense: bool = True,
         sparse: bool = True,
     ) -> tuple[np.ndarray, list[dict[str, float]]]:
-        """Dense embeddings and sparse weights from one pass (either may be skipped: an empty result)."""
+        """See ``zoo.protocols.HybridEncoder``: dense embeddings and sparse weights from one pass (either may be
+        skipped: an empty result)."""
         model = self.model
         vectors = np.zeros((len(texts) if dense else 0, self.dim), dtype=np.float32)
         weights: list[dict[str, float]] = [{} for _ in texts] if sparse else []
