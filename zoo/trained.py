@@ -11,6 +11,8 @@ record (resolved recipe, data checksums, git revision, weights sha256). The regi
   ``sha256-<first 12 hex digits of model.safetensors>`` (recorded at the end of training and checked
   when the weights load), pooling / prompts / max tokens from the family's config file.
 - A folder whose name is already registered by a family is skipped with a warning.
+- A LoRA folder (``[model.lora]``, ``zoo.train.lora``) holds an adapter instead of the family's weights: its
+  revision is the adapter file's hash, and it loads onto its base, whose weights must still have the recorded hash.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from zoo.registry import ModelCard, get_family
 __all__ = [
     "TRAIN_RECORD",
     "WEIGHTS",
+    "weights_file",
     "models_dir",
     "discover",
     "card_from_folder",
@@ -41,12 +44,19 @@ __all__ = [
 
 TRAIN_RECORD = "train.json"
 WEIGHTS = "model.safetensors"
+# a LoRA folder (zoo.train.lora): peft's two files and the reference to the base
+ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_BASE = "adapter_config.json", "adapter_model.safetensors", "adapter_base.json"
 MODELS_ENV = "ZOOBENCH_MODELS"
 
 
 def models_dir() -> Path:
     """Where trained models live: ``$ZOOBENCH_MODELS``, else ``./models``."""
     return Path(os.environ.get(MODELS_ENV) or "models")
+
+
+def weights_file(folder: Path) -> Path:
+    """The weights a training folder is identified by: the LoRA adapter's file, else the family's weights."""
+    return folder / (ADAPTER_WEIGHTS if (folder / ADAPTER_CONFIG).is_file() else WEIGHTS)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -102,7 +112,7 @@ def discover(taken: Sequence[str] = ()) -> list[tuple[ModelCard, Callable[..., A
 
 
 def _stamp(folder: Path) -> tuple[int, ...]:
-    stats = [folder / TRAIN_RECORD, folder / WEIGHTS]
+    stats = [folder / TRAIN_RECORD, weights_file(folder)]
     return tuple(int(p.stat().st_mtime_ns) if p.exists() else 0 for p in stats)
 
 
@@ -124,7 +134,12 @@ def _discover(taken: tuple[str, ...], folders: tuple[tuple[str, tuple[int, ...]]
 
 
 def _runner_class(family: str, folder: Path) -> type | None:
-    """What the family's runtime gives for this folder (``Family.runtime_class``), read without loading weights."""
+    """What the family's runtime gives for this folder (``Family.runtime_class``), read without loading weights;
+    for a LoRA folder, what it gives for the base."""
+    if (folder / ADAPTER_BASE).is_file():
+        from zoo.checkpoints import resolve
+
+        folder = resolve(_read_json(folder / ADAPTER_BASE)["source"])
     try:
         found = get_family(family).runtime_class(folder)
     except (OSError, ValueError) as e:  # an unreadable weights file: the load will say more
@@ -154,7 +169,9 @@ def trained(card: ModelCard, *, check_revision: bool = True, **kwargs: Any) -> E
 
     The weights are checked against ``train.json`` (their sha256), then the family's model class loads
     them and its ``runtime(model, card, **kwargs)`` wraps them: a trained GTE model encodes through
-    :class:`zoo.families.gte.GTEEncoder` (length-sorted token batches, ``dtype="bfloat16"`` autocast).
+    :class:`zoo.families.gte.GTEEncoder` (length-sorted token batches, ``dtype="bfloat16"`` autocast). A LoRA
+    folder loads its base through the family, checks the base's sha256 and merges the adapter into it
+    (``zoo.train.lora.load_lora``).
 
     Args:
         card: a card from :func:`discover`.
@@ -166,9 +183,14 @@ def trained(card: ModelCard, *, check_revision: bool = True, **kwargs: Any) -> E
 
     folder = resolve(card.source)
     record = _read_json(folder / TRAIN_RECORD)
-    if check_revision and sha256_file(folder / WEIGHTS) != record["weights_sha256"]:
-        raise ZooError(f"{folder / WEIGHTS}: the weights changed after training (sha256 differs from train.json)")
+    weights = weights_file(folder)
+    if check_revision and sha256_file(weights) != record["weights_sha256"]:
+        raise ZooError(f"{weights}: the weights changed after training (sha256 differs from train.json)")
     family = get_family(card.family)
+    if weights.name == ADAPTER_WEIGHTS:
+        from zoo.train.lora import load_lora
+
+        return family.runtime(load_lora(family, folder), card, **kwargs)
     return family.runtime(family.model.from_pretrained(folder), card, **kwargs)
 
 
@@ -207,6 +229,8 @@ def export_sentence_transformers(name: str, out: str | os.PathLike[str], *, veri
     if not card.source.startswith("local:") or not (Path(card.source[6:]) / TRAIN_RECORD).is_file():
         raise ZooError(f"model {name!r} is not a trained folder; only trained models export to sentence-transformers")
     folder = Path(card.source[6:])
+    if (folder / ADAPTER_CONFIG).is_file():
+        raise ZooError(f"model {name!r} is a LoRA adapter; only full weights export to sentence-transformers")
     extra = _read_json(folder / "zoobench.json") if (folder / "zoobench.json").exists() else {}
     pooling = extra.get("pooling", "mean")
     if pooling not in _ST_POOLING:

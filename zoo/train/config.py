@@ -29,6 +29,7 @@ from zoo.train.data import SourceConfig
 
 __all__ = [
     "ModelConfig",
+    "LoraConfig",
     "StageConfig",
     "TrainConfig",
     "RECIPES_DIR",
@@ -44,6 +45,23 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 
 @dataclass
+class LoraConfig:
+    """The ``[model.lora]`` table: train a LoRA adapter (arXiv:2106.09685) on frozen base weights (``zoo.train.lora``).
+
+    ``target_modules`` are patterns over the names of the model's ``Linear`` modules: one with ``*``, ``?`` or ``[``
+    is an fnmatch glob over the whole name, one without matches a name that is it or ends with ``.`` + it (peft's
+    rule: ``query`` matches ``backbone.encoder.layer.0.attention.self.query``); every pattern must match. None: the
+    attention projections (``zoo.train.lora.ATTENTION``: BERT's query, key, value and attention output, mGTE's
+    qkv_proj and o_proj).
+    """
+
+    r: int = 8  # rank of the update B @ A
+    alpha: float = 16.0  # the update is scaled by alpha / r
+    dropout: float = 0.0  # on the adapter's input
+    target_modules: list[str] | None = None
+
+
+@dataclass
 class ModelConfig:
     """What to train: a family and its starting point (a checkpoint source, or ``scratch``), and which weights move.
 
@@ -51,7 +69,9 @@ class ModelConfig:
     ``zoo.family.ScratchConfig``) when the run starts. ``freeze`` and ``trainable`` take parameter-name patterns:
     a pattern with ``*``, ``?`` or ``[`` is an fnmatch glob over the whole name (``*.bias``), one without is a
     prefix (``backbone.embeddings.``). With ``trainable`` set only the parameters it matches train (BitFit:
-    ``trainable = ["*.bias"]``); ``freeze`` then keeps some of those fixed too. Every pattern must match.
+    ``trainable = ["*.bias"]``); ``freeze`` then keeps some of those fixed too. Every pattern must match. With
+    ``lora`` (a :class:`LoraConfig`) the base weights are fixed and the adapter trains, with what ``trainable`` names
+    (a task head); the output folder then holds the adapter and a reference to its base, not a copy of it.
     """
 
     family: str = "gte"
@@ -60,6 +80,7 @@ class ModelConfig:
     freeze: list[str] = field(default_factory=list)  # parameters kept fixed (patterns, see above)
     trainable: list[str] = field(default_factory=list)  # when set, only these parameters train (patterns)
     scratch: dict[str, Any] = field(default_factory=dict)  # the family's scratch config (tokenizer, sizes, ...)
+    lora: LoraConfig | None = None  # the [model.lora] table: train a LoRA adapter instead of the weights
 
 
 @dataclass
@@ -282,6 +303,9 @@ def load_recipe(recipe: str | Path | dict[str, Any], overrides: Iterable[str] = 
 def _check(cfg: TrainConfig, where: str) -> None:
     if not cfg.stages:
         raise ZooError(f"{where}: no [[stages]]")
+    lora = cfg.model.lora
+    if lora is not None and (lora.r < 1 or lora.alpha <= 0 or not 0 <= lora.dropout < 1):
+        raise ZooError(f"{where}: model.lora needs r >= 1, alpha > 0 and 0 <= dropout < 1")
     names = [s.name for s in cfg.stages]
     if len(set(names)) != len(names):
         raise ZooError(f"{where}: stage names must be unique, got {names}")

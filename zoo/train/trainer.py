@@ -5,7 +5,8 @@ A run executes the stages of a recipe (``zoo.train.config``) in order on one mod
 
 - AdamW (no weight decay on biases and norms), linear warmup then linear / cosine / constant decay,
   gradient clipping, optional bf16 autocast (CPU AMX, CUDA) and gradient checkpointing; ``model.freeze`` /
-  ``model.trainable`` patterns choose the weights that move (BitFit: ``trainable = ["*.bias"]``);
+  ``model.trainable`` patterns choose the weights that move (BitFit: ``trainable = ["*.bias"]``), and
+  ``[model.lora]`` trains a LoRA adapter on the fixed base weights instead (``zoo.train.lora``, peft);
 - the device of ``device`` (``"auto"``: CUDA when present, else the CPU; ``--device`` overrides it), so the
   same recipe runs on both (``zoo.train.dist``);
 - batches from ``zoo.train.data.MultiTaskSampler`` (one source per batch), losses from ``zoo.train.losses``
@@ -24,7 +25,8 @@ A run executes the stages of a recipe (``zoo.train.config``) in order on one mod
 
 The output folder holds the family's HF-style folder (``save_pretrained``), ``train.json`` (resolved
 recipe, data sha256s, git revision, weights sha256, timings), ``recipe.toml`` (the resolved recipe,
-runnable as is) and ``metrics.jsonl``. Under the models dir it is a registered model at once
+runnable as is) and ``metrics.jsonl``; with LoRA the adapter folder and the reference to its base take the place
+of the family's folder. Under the models dir it is a registered model at once
 (``zoo.trained``).
 """
 
@@ -59,10 +61,11 @@ from zoo.registry import get_family
 from zoo.train.config import RUN_CONTROL, StageConfig, TrainConfig, from_dict, load_recipe, to_dict, to_toml
 from zoo.train.data import MultiTaskSampler, TrainSource, load_source, sha256_file
 from zoo.train.dist import Dist, init_dist, resolve_device, sum_gradients
+from zoo.train.lora import ADAPTER_PARAMS, add_lora, base_record, require_peft, resume_adapter, save_adapter
 from zoo.train.losses import create_loss
 from zoo.train.objectives import OBJECTIVES, Objective, Teacher
 from zoo.train.tokenizer import corpus_texts, train_wordpiece
-from zoo.trained import TRAIN_RECORD, WEIGHTS, models_dir
+from zoo.trained import TRAIN_RECORD, models_dir, weights_file
 
 __all__ = ["train", "main", "SCHEDULES", "lr_factor"]
 
@@ -178,6 +181,26 @@ def _configure(model: Any, stage: StageConfig) -> None:
         raise ZooError(f"stage {stage.name!r}: model table {stage.model!r}: {e}") from None
 
 
+def _with_lora(cfg: TrainConfig, model: Any, out: Path, checkpoint: Path | None) -> tuple[dict | None, list[str]]:
+    """With ``[model.lora]``, inject the adapter (a resumed run's from its checkpoint). Returns the base the adapter is
+    pinned to (``zoo.train.lora.base_record``; None without LoRA) and the ``model.trainable`` patterns to apply."""
+    if cfg.model.lora is None:
+        return None, cfg.model.trainable
+    base = base_record(cfg.model.family, cfg.model.init or f"local:{(out / 'init').resolve()}", cfg.model.overrides)
+    add_lora(model, cfg.model.lora, seed=cfg.seed)
+    if checkpoint is not None:
+        resume_adapter(model, checkpoint, base)
+    return base, [*cfg.model.trainable, *ADAPTER_PARAMS]  # the adapter, and what the recipe names besides (a head)
+
+
+def _save_model(model: Any, folder: Path, lora_base: dict[str, Any] | None) -> None:
+    """The family's folder, or with LoRA the adapter and the reference to its base (``zoo.train.lora``)."""
+    if lora_base is None:
+        model.save_pretrained(folder)
+    else:
+        save_adapter(model, folder, lora_base)
+
+
 def _optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.AdamW:
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
@@ -195,11 +218,13 @@ def _checkpoints(out: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
-def _save_checkpoint(out: Path, model: Any, opt: torch.optim.Optimizer, state: dict[str, Any], keep: int) -> None:
+def _save_checkpoint(
+    out: Path, model: Any, opt: torch.optim.Optimizer, state: dict[str, Any], keep: int, lora_base: dict | None
+) -> None:
     final = out / "checkpoints" / f"step-{state['global_step']:07d}"
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp / "model")
+    _save_model(model, tmp / "model", lora_base)
     torch.save(opt.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")  # last: marks the checkpoint complete
     shutil.rmtree(final, ignore_errors=True)
@@ -211,6 +236,8 @@ def _save_checkpoint(out: Path, model: Any, opt: torch.optim.Optimizer, state: d
 def _config_hash(cfg: TrainConfig) -> str:
     """What determines the weights: the resolved config without run-control keys."""
     data = {k: v for k, v in to_dict(cfg).items() if k not in RUN_CONTROL}
+    if data["model"]["lora"] is None:  # runs without LoRA keep the hashes they had before [model.lora] existed
+        del data["model"]["lora"]
     return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -298,6 +325,7 @@ class _Run:
         self.cfg, self.family, self.out, self.data_dir, self.d = cfg, family, out, data_dir, d
         self.progress, self.on_step = progress, on_step
         self.config_hash = _config_hash(cfg)
+        self.lora_base: dict[str, Any] | None = None  # with [model.lora]: the base the adapter is pinned to
 
     def _log_path(self) -> Path:
         return self.out / "metrics.jsonl"
@@ -322,11 +350,14 @@ class _Run:
                 self._log_path().unlink(missing_ok=True)
         d.barrier()
         model, scratch = _init_model(cfg, self.family, out, self.data_dir, d)
-        if state is not None:
-            model = self.family.model.from_pretrained(ckpts[-1] / "model")
+        resume_from = ckpts[-1] / "model" if state is not None else None
+        self.lora_base, trainable = _with_lora(cfg, model, out, resume_from)
+        if resume_from is not None:
+            if self.lora_base is None:  # (a LoRA checkpoint holds the adapter only: loaded by _with_lora)
+                model = self.family.model.from_pretrained(resume_from)
             self._truncate_log(state["global_step"])
         model = model.to(d.device)
-        _select_trainable(model, cfg.model.freeze, cfg.model.trainable)
+        _select_trainable(model, cfg.model.freeze, trainable)
         if cfg.gradient_checkpointing:
             _enable_gradient_checkpointing(model)
         model.train()
@@ -377,7 +408,9 @@ class _Run:
                             "data": data_records,
                         }
                         if d.rank == 0:
-                            _save_checkpoint(out, model, stage.optimizer, ckpt_state, cfg.keep_checkpoints)
+                            _save_checkpoint(
+                                out, model, stage.optimizer, ckpt_state, cfg.keep_checkpoints, self.lora_base
+                            )
                         d.barrier()
                     if self.on_step is not None:
                         self.on_step(step, metrics)
@@ -405,7 +438,7 @@ class _Run:
         self, model: Any, recipe: str, data: list[dict[str, Any]], scratch: dict | None, last: dict, seconds: float
     ) -> None:
         cfg, out = self.cfg, self.out
-        model.save_pretrained(out)
+        _save_model(model, out, self.lora_base)
         losses = {s.loss for s in cfg.stages} | {src.loss for s in cfg.stages for src in s.sources if src.loss}
         citations = sorted({create_loss(name).citation for name in losses})
         record = {
@@ -419,8 +452,9 @@ class _Run:
             "data": data,
             "scratch": scratch,
             "git_revision": code_revision(),
-            "weights_sha256": sha256_file(out / WEIGHTS),
+            "weights_sha256": sha256_file(weights_file(out)),
             "params": sum(p.numel() for p in model.parameters()),
+            "trained_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "embed_dim": model.embed_dim,
             "languages": cfg.languages,
             "steps": cfg.total_steps,
@@ -485,6 +519,8 @@ def train(
         raise ZooError(f"model name {cfg.name!r}: use lower-case kebab case with at most one dot (arch.tag)")
     family = get_family(cfg.model.family)
     from_dict(family.scratch_config, cfg.model.scratch, "model.scratch")  # unknown keys fail before anything runs
+    if cfg.model.lora is not None:
+        require_peft()
     for sc in cfg.stages:
         if sc.schedule not in SCHEDULES:
             raise ZooError(f"stage {sc.name!r}: unknown schedule {sc.schedule!r} ({', '.join(SCHEDULES)})")
