@@ -36,7 +36,7 @@ def _queries(n: int, dim: int) -> np.ndarray:
 
 
 def run_zoobench(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
-    from harness.search import StreamingTopK
+    from zoo.search import StreamingTopK
 
     acc = StreamingTopK(_queries(args.queries, args.dim), args.k)
     for shard in _shards(args.docs, args.dim):

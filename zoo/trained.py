@@ -30,11 +30,13 @@ import numpy as np
 from zoo.errors import ZooError
 from zoo.protocols import Encoder
 from zoo.registry import ModelCard, get_family
+from zoo.weights import INDEX, WEIGHTS, sha256_file, weights_sha256
 
 __all__ = [
     "TRAIN_RECORD",
     "WEIGHTS",
-    "weights_file",
+    "is_lora",
+    "trained_sha256",
     "models_dir",
     "discover",
     "card_from_folder",
@@ -43,7 +45,6 @@ __all__ = [
 ]
 
 TRAIN_RECORD = "train.json"
-WEIGHTS = "model.safetensors"
 # a LoRA folder (zoo.train.lora): peft's two files and the reference to the base
 ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_BASE = "adapter_config.json", "adapter_model.safetensors", "adapter_base.json"
 MODELS_ENV = "ZOOBENCH_MODELS"
@@ -54,9 +55,15 @@ def models_dir() -> Path:
     return Path(os.environ.get(MODELS_ENV) or "models")
 
 
-def weights_file(folder: Path) -> Path:
-    """The weights a training folder is identified by: the LoRA adapter's file, else the family's weights."""
-    return folder / (ADAPTER_WEIGHTS if (folder / ADAPTER_CONFIG).is_file() else WEIGHTS)
+def is_lora(folder: Path) -> bool:
+    """Whether a training folder holds a LoRA adapter (over a base it refers to) rather than whole weights."""
+    return (folder / ADAPTER_CONFIG).is_file()
+
+
+def trained_sha256(folder: Path) -> str:
+    """What a training folder's weights are identified by: the LoRA adapter file's sha256, else the family's
+    weights' (``zoo.weights.weights_sha256``: one file or shards)."""
+    return sha256_file(folder / ADAPTER_WEIGHTS) if is_lora(folder) else weights_sha256(folder)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -112,7 +119,7 @@ def discover(taken: Sequence[str] = ()) -> list[tuple[ModelCard, Callable[..., A
 
 
 def _stamp(folder: Path) -> tuple[int, ...]:
-    stats = [folder / TRAIN_RECORD, weights_file(folder)]
+    stats = [folder / TRAIN_RECORD, folder / (ADAPTER_WEIGHTS if is_lora(folder) else WEIGHTS), folder / INDEX]
     return tuple(int(p.stat().st_mtime_ns) if p.exists() else 0 for p in stats)
 
 
@@ -179,15 +186,13 @@ def trained(card: ModelCard, *, check_revision: bool = True, **kwargs: Any) -> E
         **kwargs: passed to the family's encoder (``dtype``, ``threads``, ``max_batch_tokens`` for GTE).
     """
     from zoo.checkpoints import resolve
-    from zoo.train.data import sha256_file
 
     folder = resolve(card.source)
     record = _read_json(folder / TRAIN_RECORD)
-    weights = weights_file(folder)
-    if check_revision and sha256_file(weights) != record["weights_sha256"]:
-        raise ZooError(f"{weights}: the weights changed after training (sha256 differs from train.json)")
+    if check_revision and trained_sha256(folder) != record["weights_sha256"]:
+        raise ZooError(f"{folder}: the weights changed after training (sha256 differs from train.json)")
     family = get_family(card.family)
-    if weights.name == ADAPTER_WEIGHTS:
+    if is_lora(folder):
         from zoo.train.lora import load_lora
 
         return family.runtime(load_lora(family, folder), card, **kwargs)

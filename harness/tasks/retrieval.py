@@ -32,12 +32,6 @@ import numpy as np
 
 from harness.datasets.local import RetrievalData
 from harness.metrics import evaluate_run, trec_sorted
-from harness.search import (
-    BlockScores,
-    DenseScorer,
-    SparseScorer,
-    TopKMerger,
-)
 from harness.tasks.base import (
     EvalContext,
     SplitOutput,
@@ -49,6 +43,12 @@ from harness.tasks.base import (
 )
 from zoo.errors import ZooError
 from zoo.protocols import Encoder, Retriever, SparseEncoder
+from zoo.search import (
+    BlockScores,
+    DenseScorer,
+    SparseScorer,
+    TopKMerger,
+)
 
 __all__ = [
     "Retrieval",

@@ -103,7 +103,9 @@ def test_offline_download_is_one_line_exit_2(
     code = main([*args, "--results", str(results), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
-    assert err.startswith("zoobench: error: beir/nfcorpus: could not download https://beir.zoobench.invalid/nfcorpus.zip")
+    assert err.startswith(
+        "zoobench: error: beir/nfcorpus: could not download https://beir.zoobench.invalid/nfcorpus.zip"
+    )
     assert not results.exists() or not any(p.is_file() for p in results.rglob("*"))
     assert not _download_dir.exists() or not any(_download_dir.iterdir())  # no half-downloaded leftovers
 

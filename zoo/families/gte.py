@@ -34,7 +34,6 @@ Weights are named ``gte-<size>.<tag>``: ``gte-small.thenlper`` (the published we
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import warnings
@@ -54,6 +53,7 @@ from zoo.nn.batching import token_batches as _token_batches
 from zoo.nn.pooling import POOLING
 from zoo.protocols import Kind
 from zoo.registry import ModelCard, register_model
+from zoo.weights import quiet_transformers, weights_sha256
 
 __all__ = [
     "GTEModel",
@@ -67,29 +67,12 @@ __all__ = [
 ]
 
 ZOOBENCH_CONFIG = "zoobench.json"
-WEIGHTS = "model.safetensors"
 
 _CITE_GTE = "Li et al. (2023), Towards General Text Embeddings with Multi-stage Contrastive Learning, arXiv:2308.03281."
 _CITE_SBERT = "Reimers & Gurevych (2019), Sentence-BERT, EMNLP; Wang et al. (2020), MiniLM, NeurIPS."
 
 
 # Blocks ==========================================================================================
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load report and progress bars (they would print on every model load)."""
-    from transformers.utils import logging as hf_logging
-
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -121,15 +104,9 @@ def _folder_settings(folder: Path) -> dict[str, Any]:
 
 
 def weights_revision(folder: str | os.PathLike[str]) -> str:
-    """``sha256-<first 12 hex digits>`` of ``<folder>/model.safetensors`` (as zoo.trained names trained folders)."""
-    path = Path(folder) / WEIGHTS
-    if not path.is_file():
-        raise ZooError(f"{folder}: no {WEIGHTS}")
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return f"sha256-{h.hexdigest()[:12]}"
+    """``sha256-<first 12 hex digits>`` of a folder's weights (``zoo.weights.weights_sha256``; as zoo.trained names
+    trained folders)."""
+    return f"sha256-{weights_sha256(folder).removeprefix('sha256:')[:12]}"
 
 
 # Model ===========================================================================================
@@ -202,7 +179,7 @@ class GTEModel(torch.nn.Module):
             dtype = DTYPES[dtype]
         folder = resolve(str(source))
         settings = {**_folder_settings(folder), **overrides}
-        with _quiet_transformers():
+        with quiet_transformers():
             backbone, info = BertModel.from_pretrained(
                 folder,
                 add_pooling_layer=False,
@@ -243,7 +220,7 @@ class GTEModel(torch.nn.Module):
         """Write config.json, model.safetensors, tokenizer files and zoobench.json; returns the folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        with _quiet_transformers():
+        with quiet_transformers():
             self.backbone.save_pretrained(folder)
             self.tokenizer.save_pretrained(folder)
         extra = {"pooling": self.pooling, "normalize": self.normalize, "max_tokens": self.max_tokens}
@@ -425,7 +402,7 @@ def folder_card(folder: str | os.PathLike[str], *, name: str = "gte-local", **fi
 
     path = resolve(str(folder))
     revision = weights_revision(path)
-    with _quiet_transformers(), torch.device("meta"):
+    with quiet_transformers(), torch.device("meta"):
         config = BertConfig.from_pretrained(path)
         params = sum(p.numel() for p in BertModel(config, add_pooling_layer=False).parameters())
     settings = _folder_settings(path)
@@ -469,7 +446,7 @@ def _create_gte(
     if card.name == "test-gte":
         from transformers import AutoTokenizer
 
-        with _quiet_transformers():
+        with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(resolve(_MINILM))
         model = GTEModel.from_config(_TEST_CONFIG, tokenizer, seed=0, **settings)
     else:

@@ -54,7 +54,6 @@ from torch.utils.checkpoint import checkpoint
 
 from zoo.checkpoints import resolve
 from zoo.errors import ZooError
-from zoo.families.gte import _quiet_transformers
 from zoo.family import Family, ScratchConfig
 from zoo.nn.attention import Unpadded, keep_padding, unpad, unpadded_attention
 from zoo.nn.batching import DTYPES, cpu_has_bf16, inference, length_sorted_batches
@@ -63,6 +62,7 @@ from zoo.nn.lexical import hybrid_scores, lexical_scores
 from zoo.nn.rope import ROPE_SCALING, RotaryEmbedding, apply_rotary
 from zoo.protocols import Kind
 from zoo.registry import ModelCard, register_model
+from zoo.weights import load_weights, quiet_transformers, weight_names
 
 __all__ = [
     "MGTEConfig",
@@ -538,13 +538,10 @@ class MGTEModel(nn.Module):
             >>> model(**model.tokenize(["un chat"])).shape
             torch.Size([1, 768])
         """
-        from safetensors.torch import load_file
 
         folder = resolve(str(source))
         config = MGTEConfig.from_file(folder / CONFIG)
-        if not (folder / WEIGHTS).is_file():
-            raise ZooError(f"{source}: no {WEIGHTS} (mGTE loads safetensors only)")
-        state = _convert_state_dict(load_file(folder / WEIGHTS), where=str(source))
+        state = _convert_state_dict(load_weights(folder), where=str(source))
         extra = json.loads((folder / ZOOBENCH_CONFIG).read_text()) if (folder / ZOOBENCH_CONFIG).is_file() else {}
         found = {
             "sparse_head": "sparse_head.weight" in state,
@@ -618,10 +615,7 @@ class MGTEModel(nn.Module):
     def runner_class(folder: str | os.PathLike[str]) -> type:
         """The class :meth:`as_encoder` gives for a folder's weights, read from the safetensors header only
         (``zoo.trained`` builds a registered folder's lazy stand-in from it, without loading the weights)."""
-        from safetensors import safe_open
-
-        with safe_open(str(Path(folder) / WEIGHTS), framework="pt") as f:
-            keys = set(_our_names(f.keys()).values())  # noqa: SIM118 (safe_open is not a mapping)
+        keys = set(_our_names(weight_names(folder)).values())
         heads = {h for h in ("sparse_head", "rerank_head") if f"{h}.weight" in keys}
         return MGTERanker if heads == {"rerank_head"} else MGTEEncoder
 
@@ -634,7 +628,7 @@ def _tokenizer(folder: Path) -> Any:
     """AutoTokenizer, quietly: transformers also reads config.json, whose model_type "new" it does not know."""
     from transformers import AutoTokenizer
 
-    with _quiet_transformers(), warnings.catch_warnings():
+    with quiet_transformers(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # "rope_scaling is deprecated" (a NewConfig key)
         return AutoTokenizer.from_pretrained(folder)
 

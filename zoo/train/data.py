@@ -29,7 +29,6 @@ is a small JSON-ready dict, so a resumed run continues with the very next batch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zlib
 from collections import deque
@@ -42,6 +41,7 @@ import numpy as np
 
 from zoo.datafiles import read_beir
 from zoo.errors import ZooError
+from zoo.weights import sha256_file
 
 __all__ = [
     "NegativesConfig",
@@ -130,15 +130,6 @@ UNIQUE_COLUMNS: dict[str, tuple[str, ...]] = {
 
 
 # READERS =========================================================================================
-
-
-def sha256_file(path: Path) -> str:
-    """``sha256:<hex>`` of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
 
 
 def _records(path: Path, texts: Sequence[str], others: Sequence[str] = ()) -> list[tuple[int, dict[str, Any]]]:
@@ -357,8 +348,8 @@ def _bm25_rank(queries: list[str], pool: list[str], depth: int, _: str) -> list[
 
 
 def _model_rank(queries: list[str], pool: list[str], depth: int, name: str) -> list[list[int]]:
-    from harness.search import dense_topk
     from zoo.registry import create_model
+    from zoo.search import dense_topk
 
     encoder = create_model(name)
     q = encoder.encode(queries, kind="query")

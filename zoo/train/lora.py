@@ -31,7 +31,8 @@ from typing import Any
 import torch
 
 from zoo.errors import ZooError
-from zoo.trained import ADAPTER_BASE, ADAPTER_WEIGHTS, WEIGHTS
+from zoo.trained import ADAPTER_BASE, ADAPTER_WEIGHTS
+from zoo.weights import weights_sha256
 
 __all__ = [
     "ATTENTION",
@@ -102,12 +103,12 @@ def add_lora(model: torch.nn.Module, cfg: Any, *, seed: int) -> None:
 def base_record(family: str, source: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """What ``adapter_base.json`` says of the base: family, checkpoint source, overrides and weights sha256."""
     from zoo.checkpoints import resolve
-    from zoo.train.data import sha256_file
 
-    path = resolve(source) / WEIGHTS
-    if not path.is_file():
-        raise ZooError(f"model.lora: the base {source} has no {WEIGHTS} to pin the adapter to")
-    return {"family": family, "source": source, "overrides": overrides, "sha256": sha256_file(path)}
+    try:
+        sha = weights_sha256(resolve(source))
+    except ZooError as e:
+        raise ZooError(f"model.lora: the base {source} has no weights to pin the adapter to ({e})") from None
+    return {"family": family, "source": source, "overrides": overrides, "sha256": sha}
 
 
 def save_adapter(model: torch.nn.Module, folder: Path, base: dict[str, Any]) -> Path:

@@ -59,13 +59,14 @@ from zoo.family import Family
 from zoo.provenance import code_revision, hardware
 from zoo.registry import get_family
 from zoo.train.config import RUN_CONTROL, StageConfig, TrainConfig, from_dict, load_recipe, to_dict, to_toml
-from zoo.train.data import MultiTaskSampler, TrainSource, load_source, sha256_file
+from zoo.train.data import MultiTaskSampler, TrainSource, load_source
 from zoo.train.dist import Dist, init_dist, resolve_device, sum_gradients
 from zoo.train.lora import ADAPTER_PARAMS, add_lora, base_record, require_peft, resume_adapter, save_adapter
 from zoo.train.losses import create_loss
 from zoo.train.objectives import OBJECTIVES, Objective, Teacher
 from zoo.train.tokenizer import corpus_texts, train_wordpiece
-from zoo.trained import TRAIN_RECORD, models_dir, weights_file
+from zoo.trained import TRAIN_RECORD, models_dir, trained_sha256
+from zoo.weights import sha256_file
 
 __all__ = ["train", "main", "SCHEDULES", "lr_factor"]
 
@@ -452,7 +453,7 @@ class _Run:
             "data": data,
             "scratch": scratch,
             "git_revision": code_revision(),
-            "weights_sha256": sha256_file(weights_file(out)),
+            "weights_sha256": trained_sha256(out),
             "params": sum(p.numel() for p in model.parameters()),
             "trained_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "embed_dim": model.embed_dim,

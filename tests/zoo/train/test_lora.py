@@ -21,7 +21,7 @@ from zoo.errors import ZooError
 from zoo.registry import ModelCard, create_model, get_family
 from zoo.train import train
 from zoo.train.config import load_recipe
-from zoo.train.data import sha256_file
+from zoo.weights import sha256_file
 
 pytest.importorskip("peft")
 

@@ -1,4 +1,4 @@
-"""harness.search: dense and sparse top-k against brute-force full score matrices."""
+"""zoo.search: dense and sparse top-k against brute-force full score matrices."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.search import (
+from zoo.search import (
     SparseScorer,
     SparseStreamingTopK,
     StreamingTopK,
