@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import harness
 from harness.results import read_run, run_path
@@ -183,6 +184,21 @@ def test_unpad_helpers() -> None:
     out = unpadded_attention(q, q, q, idx)  # each sequence attends within itself only
     alone = unpadded_attention(q[3:], q[3:], q[3:], unpad(torch.zeros(1, 2), torch.ones(1, 2))[1])
     assert torch.allclose(out[3:], alone, atol=1e-6)
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["unpadded", "padded"])
+def test_inference_attention_stays_on_the_fused_cpu_kernel(full: bool) -> None:
+    """SDPA's flash CPU kernel never materialises the attention scores (3 GiB at 12 x 8192 x 8192), which keeps
+    an 8,192-token encode of a base-size mGTE under 3 GiB (benchmarks/mgte_long.py); pinning the kernel raises
+    "No available kernel" if inference attention (packed: per sequence; padded: masked) ever falls back to math."""
+    mask = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 0]])
+    idx = keep_padding(mask) if full else unpad(torch.zeros(2, 4), mask)[1]
+    q, k, v = torch.randn(3, len(idx.indices), 2, 8).unbind(0)  # (N, heads, d) each
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        fused = unpadded_attention(q, k, v, idx)
+    with sdpa_kernel(SDPBackend.MATH):
+        reference = unpadded_attention(q, k, v, idx)
+    assert (fused - reference).abs().max() < 1e-5
 
 
 # RoPE ============================================================================================

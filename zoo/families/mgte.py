@@ -15,7 +15,7 @@ Notable features:
   are replaced by RoPE (theta 160000, optional NTK scaling; ``zoo.nn.rope``) and whose FFN is a GeGLU
   (``up_gate_proj`` without bias: first half up, second half gate); no attention-probability dropout;
 - unpadded execution (``unpad=True``, the default): embeddings, projections, MLPs and LayerNorms run on
-  the real tokens only and attention re-pads per layer (``zoo.nn.attention``); the padded path gives the
+  the real tokens only and attention runs per sequence (``zoo.nn.attention``); the padded path gives the
   same numbers (tests: < 1e-5 in float32);
 - dense embedding = the first token's last hidden state, optionally cut to its first ``dim`` features
   (Matryoshka), then L2-normalised; sparse embedding = ``relu(classifier(h_t))`` per token with special
