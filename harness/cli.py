@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="option of the model's factory (repeatable), e.g. dtype=bfloat16; kept in the results' revision",
     )
+    run.add_argument(
+        "--device", help="where torch models run: auto (CUDA when present, else CPU), cpu, cuda, cuda:1 (default: auto)"
+    )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     run.add_argument("--cache-dir", help="embedding cache root (default: $ZOOBENCH_CACHE or ~/.cache/zoobench)")
@@ -205,6 +208,7 @@ def _run(args: argparse.Namespace) -> None:
         cache=False if args.no_cache else None,
         cache_dir=args.cache_dir,
         model_kwargs=_key_values(args.model_kwarg, "--model-kwarg"),
+        device=args.device,
     )
     _print_table(
         f"{args.model} (scores x100)",

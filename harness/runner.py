@@ -64,6 +64,7 @@ def evaluate(
     cache: bool | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
+    device: str | None = None,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> list[TaskResult]:
     """Evaluate a model on tasks, writing one result record per task.
@@ -83,6 +84,9 @@ def evaluate(
         cache_dir: the cache root (default ``$ZOOBENCH_CACHE`` or ``~/.cache/zoobench/embeddings``).
         model_kwargs: passed to the model's factory; part of the stored revision (:func:`result_revision`)
             and, except the model's ``search_options`` (``zoo.protocols``), of the cache fingerprint.
+        device: where a torch model runs (``auto``, ``cpu``, ``cuda``, ``cuda:1``), given to the factory; not part of
+            the revision or the cache fingerprint (the same weights give the same numbers up to float rounding),
+            recorded in the records' ``hardware``. Default: the factory's (``auto`` for the zoo's torch families).
         log: receives one line per skipped or finished task.
 
     Returns:
@@ -115,7 +119,8 @@ def evaluate(
     if not pending:
         return [done[t.spec.id] for t in task_objs]
     # A lazy stand-in: the weights load only if some text misses the cache.
-    instance = create_model(model, lazy=True, **(model_kwargs or {})) if isinstance(model, str) else model
+    placed = {"device": device} if device is not None else {}
+    instance = create_model(model, lazy=True, **(model_kwargs or {}), **placed) if isinstance(model, str) else model
     emb_cache = None
     if cache if cache is not None else isinstance(model, str):
         # Options that only change how retrieval searches (the model's search_options) share embeddings.
@@ -136,6 +141,14 @@ def evaluate(
     if task_objs and not done:
         raise ZooError(f"model {card.name} can run none of the tasks ({', '.join(skipped)})")
     return [done[t.spec.id] for t in task_objs if t.spec.id in done]
+
+
+def _placement(model: Any) -> dict[str, str]:
+    """``{"device": "cuda:0"}`` where the model's torch weights are (a lazy stand-in's loaded model), else nothing."""
+    inner = getattr(getattr(model, "_model", None) or model, "model", None)
+    parameters = getattr(inner, "parameters", None)
+    first = next(iter(parameters()), None) if callable(parameters) else None
+    return {"device": str(first.device)} if first is not None else {}
 
 
 def _run_task(
@@ -175,7 +188,7 @@ def _run_task(
         code_revision=code_revision(),
         command=command,
         runtime={**{k: round(v, 3) for k, v in out.timings.items()}, "total_s": round(total, 3)},
-        hardware=hardware(),
+        hardware={**hardware(), **_placement(model)},
         date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         languages=list(spec.languages),
         dataset_revision=spec.revision,

@@ -192,6 +192,7 @@ def trained(card: ModelCard, *, check_revision: bool = True, **kwargs: Any) -> E
     if check_revision and trained_sha256(folder) != record["weights_sha256"]:
         raise ZooError(f"{folder}: the weights changed after training (sha256 differs from train.json)")
     family = get_family(card.family)
+    kwargs.setdefault("device", "auto")  # the family's runtime moves the model (CUDA when present)
     if is_lora(folder):
         from zoo.train.lora import load_lora
 

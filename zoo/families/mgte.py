@@ -56,7 +56,7 @@ from zoo.checkpoints import resolve
 from zoo.errors import ZooError
 from zoo.family import Family, ScratchConfig
 from zoo.nn.attention import Unpadded, keep_padding, unpad, unpadded_attention
-from zoo.nn.batching import DTYPES, cpu_has_bf16, inference, length_sorted_batches
+from zoo.nn.batching import DTYPES, cpu_has_bf16, inference, length_sorted_batches, resolve_device
 from zoo.nn.layers import ACTIVATIONS, NORMS
 from zoo.nn.lexical import hybrid_scores, lexical_scores
 from zoo.nn.rope import ROPE_SCALING, RotaryEmbedding, apply_rotary
@@ -670,9 +670,12 @@ class _Runner:
         dtype: str = "float32",
         threads: int | None = None,
         max_batch_tokens: int = 2048,
+        device: str | None = None,
     ) -> None:
         if dtype not in DTYPES:
             raise ZooError(f"unknown dtype {dtype!r} (one of {', '.join(DTYPES)})")
+        if device is not None:  # auto: CUDA when present, else CPU; None leaves the model where it is
+            model.to(resolve_device(device))
         device = next(model.parameters()).device
         if dtype == "bfloat16" and device.type == "cpu" and not cpu_has_bf16():
             warnings.warn("no native bfloat16 on this CPU (AVX512-BF16/AMX): bf16 is emulated and slow", stacklevel=3)
@@ -949,6 +952,7 @@ def _create_mgte(card: ModelCard, runner: type[_Runner], *, unpad: bool = True, 
     if kwargs.get("dtype", "float32") not in DTYPES:
         raise ZooError(f"unknown dtype {kwargs['dtype']!r} (one of {', '.join(DTYPES)})")
     settings = {"max_tokens": card.max_tokens, "prompts": dict(card.prompts), "unpad": unpad}
+    kwargs.setdefault("device", "auto")
     if card.name == "test-mgte":
         tokenizer = _tokenizer(resolve(_MINILM))
         model = MGTEModel.from_config(_TEST_CONFIG, tokenizer, seed=0, sparse_head=True, rerank_head=True, **settings)

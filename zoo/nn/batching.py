@@ -17,9 +17,39 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["DTYPES", "token_batches", "free_cores", "cpu_has_bf16", "length_sorted_batches", "inference"]
+from zoo.errors import ZooError
+
+__all__ = [
+    "DTYPES",
+    "resolve_device",
+    "token_batches",
+    "free_cores",
+    "cpu_has_bf16",
+    "length_sorted_batches",
+    "inference",
+]
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``"auto"``: ``cuda:<LOCAL_RANK>`` when CUDA is available, else ``cpu``; any other torch device string as is.
+
+    Raises:
+        ZooError: an unknown device string, or CUDA asked for where torch has none.
+    """
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ZooError(f"unknown device {spec!r} (auto, cpu, cuda, cuda:<n>)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ZooError(f"device {spec!r}: torch sees no CUDA device here (use --device cpu or auto)")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
 
 
 def token_batches(lengths: Sequence[int], max_tokens: int, max_texts: int) -> list[slice]:

@@ -15,7 +15,7 @@ import os
 import torch
 import torch.distributed as tdist
 
-from zoo.errors import ZooError
+from zoo.nn.batching import resolve_device
 
 __all__ = ["Dist", "init_dist", "resolve_device", "gather_with_grad", "all_sum", "all_max", "sum_gradients"]
 
@@ -38,26 +38,6 @@ class Dist:
         """This rank's rows of a global batch (``batch_size / world`` consecutive examples)."""
         b = batch_size // self.world
         return slice(self.rank * b, (self.rank + 1) * b)
-
-
-def resolve_device(spec: str = "auto") -> torch.device:
-    """``"auto"``: ``cuda:<LOCAL_RANK>`` when CUDA is available, else ``cpu``; any other torch device string as is.
-
-    Raises:
-        ZooError: an unknown device string, or CUDA asked for where torch has none.
-    """
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise ZooError(f"unknown device {spec!r} (auto, cpu, cuda, cuda:<n>)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ZooError(f"device {spec!r}: torch sees no CUDA device here (use --device cpu or auto)")
-        if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return device
 
 
 def init_dist(device: torch.device) -> Dist:

@@ -354,3 +354,16 @@ def test_score_kl_by_hand() -> None:
     p = torch.softmax(torch.eye(3), -1)[0]
     want = float((torch.full((3,), 1 / 3) * (torch.log(torch.full((3,), 1 / 3)) - torch.log(p))).sum())
     assert float(loss(query=q, positive=d, teacher=flat)) == pytest.approx(want, rel=1e-6)
+
+
+def test_run_device_places_the_model_and_is_recorded_not_in_the_revision(tmp_path: Path) -> None:
+    import harness
+
+    (rec,) = harness.evaluate("test-gte", ["local/stsb"], results_dir=tmp_path, device="cpu", progress=False)
+    assert rec.hardware["device"] == "cpu" and "device" not in rec.revision
+    from harness.cli import main
+
+    assert main(["run", "-m", "test-mgte", "-t", "local/stsb", "--device", "cpu", "--results", str(tmp_path)]) == 0
+    if not torch.cuda.is_available():
+        with pytest.raises(ZooError, match="sees no CUDA device"):
+            create_model("test-gte", device="cuda")
