@@ -102,6 +102,7 @@ class StageConfig:
     query_max_length: int | None = None  # tokens per query (default: max_length)
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     grad_cache_chunk: int | None = None  # GradCache: embed at most this many texts per forward with grad
+    length_buckets: int = 0  # batches of similar lengths: sort windows of this many batches by length (0: off)
     # targets of distillation losses (zoo.train.objectives): a registered encoder, or "frozen" (a frozen copy of the
     # model as this stage starts)
     teacher: str | None = None

@@ -106,6 +106,14 @@ class TrainSource:
         """The columns restricted to ``idx``, in that order."""
         return {k: [v[i] for i in idx] for k, v in self.columns.items()}
 
+    def text_length(self, i: int) -> int:
+        """Characters in example ``i``'s texts (all text columns, negatives included): what bucketing sorts by."""
+        total = 0
+        for value in (v[i] for v in self.columns.values()):
+            for text in value if isinstance(value, list) else [value]:
+                total += len(text) if isinstance(text, str) else 0
+        return total
+
     def unique_keys(self, i: int) -> set[str]:
         """Texts of example ``i`` that no other example of the same batch may contain."""
         return {self.columns[c][i] for c in UNIQUE_COLUMNS[self.format]}
@@ -417,16 +425,29 @@ class MultiTaskSampler:
     source, examples come in a seeded permutation per epoch; an example that would repeat a text already
     in the batch (two answers to one question) is carried over to that source's next batch.
 
+    With ``length_buckets = K`` (mGTE groups its training data by length) the permutation is cut into windows of
+    ``K`` batches, each window is sorted by text length and cut into batches, and the batches are shuffled: a
+    batch holds texts of similar lengths (little padding) while every example still comes once per epoch.
+
     Example:
         >>> sampler = MultiTaskSampler(sources, batch_size=32, alpha=0.5, seed=0)
         >>> source_index, rows = sampler.next_batch()
         >>> state = sampler.state_dict()  # JSON-ready; load_state_dict(state) continues from here
     """
 
-    def __init__(self, sources: Sequence[TrainSource], batch_size: int, *, alpha: float = 0.5, seed: int = 0) -> None:
+    def __init__(
+        self,
+        sources: Sequence[TrainSource],
+        batch_size: int,
+        *,
+        alpha: float = 0.5,
+        seed: int = 0,
+        length_buckets: int = 0,
+    ) -> None:
         if not sources:
             raise ZooError("a stage needs at least one source")
         self.sources, self.batch_size, self.seed = list(sources), batch_size, seed
+        self.length_buckets = length_buckets
         w = np.array([s.weight * len(s) ** alpha for s in self.sources], dtype=np.float64)
         self.probs = w / w.sum()
         self._rng = np.random.default_rng([seed, 0])
@@ -435,8 +456,22 @@ class MultiTaskSampler:
 
     def _order(self, i: int, epoch: int) -> np.ndarray:
         if self._perm.get(i, (None,))[0] != epoch:
-            self._perm[i] = (epoch, np.random.default_rng([self.seed, 1, i, epoch]).permutation(len(self.sources[i])))
+            rng = np.random.default_rng([self.seed, 1, i, epoch])
+            order = rng.permutation(len(self.sources[i]))
+            if self.length_buckets:
+                order = self._bucketed(self.sources[i], order, rng)
+            self._perm[i] = (epoch, order)
         return self._perm[i][1]
+
+    def _bucketed(self, src: TrainSource, order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``order`` with each window of ``length_buckets`` batches sorted by length, then the batches shuffled."""
+        window, b = self.length_buckets * self.batch_size, self.batch_size
+        batches = []
+        for start in range(0, len(order), window):
+            part = order[start : start + window]
+            part = part[np.argsort([src.text_length(int(j)) for j in part], kind="stable")]
+            batches.extend(part[k : k + b] for k in range(0, len(part), b))
+        return np.concatenate([batches[k] for k in rng.permutation(len(batches))])
 
     def _stream(self, i: int):
         pos = self._pos[i]

@@ -264,7 +264,11 @@ class _Stage:
                 raise ZooError(f"stage {self.cfg.name!r}: grad_cache_chunk does not apply to the {name!r} loss")
             self.objectives.append(objective(model, loss, self.cfg, s_cfg, d, cfg.bf16, where))
         self.sampler = MultiTaskSampler(
-            self.sources, self.cfg.batch_size, alpha=self.cfg.alpha, seed=cfg.seed * 1000 + index
+            self.sources,
+            self.cfg.batch_size,
+            alpha=self.cfg.alpha,
+            seed=cfg.seed * 1000 + index,
+            length_buckets=self.cfg.length_buckets,
         )
         self.optimizer = _optimizer(model, self.cfg)
         self.teacher = None

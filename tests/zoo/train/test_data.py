@@ -227,3 +227,26 @@ def test_sampler_is_seeded_and_resumes_exactly() -> None:
     assert got == expected
     other = MultiTaskSampler(sources, 8, seed=4)
     assert [other.next_batch() for _ in range(25)] != expected
+
+
+def test_length_buckets_give_batches_of_similar_lengths_and_every_example_once() -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 400, 256)
+    src = TrainSource(
+        "mixed",
+        "pairs",
+        {"query": [f"q{i}" for i in range(256)], "positive": [f"{i} " + "x" * n for i, n in enumerate(lengths)]},
+        {},
+    )
+
+    def spread(sampler: MultiTaskSampler) -> tuple[float, list[int]]:
+        batches = [sampler.next_batch()[1] for _ in range(16)]  # one epoch
+        widths = [max(src.text_length(i) for i in b) - min(src.text_length(i) for i in b) for b in batches]
+        return float(np.mean(widths)), sorted(i for b in batches for i in b)
+
+    plain, served = spread(MultiTaskSampler([src], 16, seed=0))
+    bucketed, served_b = spread(MultiTaskSampler([src], 16, seed=0, length_buckets=8))
+    assert served == served_b == list(range(256))
+    assert bucketed < plain / 4, (bucketed, plain)
+    again, _ = spread(MultiTaskSampler([src], 16, seed=0, length_buckets=8))
+    assert again == bucketed
