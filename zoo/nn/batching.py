@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ __all__ = [
     "free_cores",
     "cpu_has_bf16",
     "length_sorted_batches",
+    "encode_ids",
     "inference",
 ]
 
@@ -109,8 +110,9 @@ def length_sorted_batches(
     max_batch_tokens: int,
     pad_ids: Mapping[str, int],
     device: torch.device | str = "cpu",
+    padding_side: str = "right",
 ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
-    """Right-padded tensors of token-budget batches over texts sorted by length.
+    """Padded tensors of token-budget batches over texts sorted by length.
 
     Args:
         features: per input name (``input_ids``, ``token_type_ids``, ...) one id list per text, all of the
@@ -119,11 +121,14 @@ def length_sorted_batches(
         max_batch_tokens: padded tokens per batch at most (a longer text goes alone).
         pad_ids: the pad value per input name (default 0).
         device: where the tensors go.
+        padding_side: ``"right"`` (encoders) or ``"left"`` (decoders pooling their last token).
 
     Yields:
         ``(rows, batch)``: the texts' indices in the input order, and ``(B, T)`` int64 tensors of every feature
         plus ``attention_mask``.
     """
+    if padding_side not in ("right", "left"):
+        raise ZooError(f"padding_side {padding_side!r} is not 'right' or 'left'")
     lengths = np.array([len(x) for x in features["input_ids"]], dtype=np.int64)
     order = np.argsort(-lengths, kind="stable")
     for part in token_batches(lengths[order].tolist(), max_batch_tokens, max(1, batch_size)):
@@ -133,11 +138,57 @@ def length_sorted_batches(
         for key, values in features.items():
             arr = np.full((len(rows), width), pad_ids.get(key, 0), dtype=np.int64)  # (B, T)
             for r, i in enumerate(rows):
-                arr[r, : lengths[i]] = values[i]
+                if padding_side == "left":
+                    arr[r, width - lengths[i] :] = values[i]
+                else:
+                    arr[r, : lengths[i]] = values[i]
             batch[key] = torch.from_numpy(arr).to(device)
         mask = np.arange(width)[None, :] < lengths[rows][:, None]  # (B, T)
+        if padding_side == "left":
+            mask = np.ascontiguousarray(mask[:, ::-1])
         batch["attention_mask"] = torch.from_numpy(mask.astype(np.int64)).to(device)
         yield rows, batch
+
+
+def encode_ids(
+    ids: Sequence[Sequence[int]],
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    *,
+    width: int,
+    batch_size: int,
+    max_batch_tokens: int,
+    pad_id: int,
+    device: torch.device | str = "cpu",
+    padding_side: str = "right",
+) -> np.ndarray:
+    """The inference encode loop every family shares: token-budget batches of length-sorted texts through
+    ``forward(batch) -> (B, width)`` vectors, back in input order. Run it under :func:`inference`.
+
+    Args:
+        ids: token ids per text (prompts prepended, truncated).
+        forward: the model's pooled output of a ``(B, T)`` batch (``input_ids``, ``attention_mask``).
+        width: the vectors' width.
+        batch_size: texts per batch at most.
+        max_batch_tokens: padded tokens per batch at most.
+        pad_id: the tokenizer's pad id.
+        device: where the batches go.
+        padding_side: ``"right"``, or ``"left"`` for last-token pooling of decoders.
+
+    Returns:
+        ``(len(ids), width)`` float32.
+    """
+    out = np.empty((len(ids), width), dtype=np.float32)
+    batches = length_sorted_batches(
+        {"input_ids": ids},
+        batch_size=batch_size,
+        max_batch_tokens=max_batch_tokens,
+        pad_ids={"input_ids": pad_id},
+        device=device,
+        padding_side=padding_side,
+    )
+    for rows, batch in batches:
+        out[rows] = forward(batch).float().cpu().numpy()
+    return out
 
 
 @contextlib.contextmanager

@@ -21,8 +21,8 @@ def cls_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def last_token_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The last unmasked token's state (right padding): ``(B, T, D) -> (B, D)``."""
-    last = mask.sum(1).long() - 1  # (B,)
+    """The last unmasked token's state, with right or left padding: ``(B, T, D) -> (B, D)``."""
+    last = mask.shape[1] - 1 - mask.flip(1).long().argmax(1)  # (B,) the last 1 of each row
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, D)
 
 
