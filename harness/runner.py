@@ -112,6 +112,9 @@ def evaluate(
         if stored is not None and stored.data_checksum != task.checksum():
             log(f"{task.spec.id}: data changed since {path} was written; recomputing")
             stored = None
+        if stored is not None and _jsonable(stored.task_options) not in map(_jsonable, task.option_sets()):
+            log(f"{task.spec.id}: {path} was run with other task options ({stored.task_options}); recomputing")
+            stored = None
         if stored is None:
             pending.append(task)
         else:
@@ -149,6 +152,11 @@ def _placement(model: Any) -> dict[str, str]:
     parameters = getattr(inner, "parameters", None)
     first = next(iter(parameters()), None) if callable(parameters) else None
     return {"device": str(first.device)} if first is not None else {}
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as a stored record reads it back (tuples become lists)."""
+    return json.loads(json.dumps(value))
 
 
 def _run_task(
@@ -192,7 +200,7 @@ def _run_task(
         date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         languages=list(spec.languages),
         dataset_revision=spec.revision,
-        task_options=dict(spec.options),
+        task_options=task.run_options(model),
         model_card=card.to_dict(),
     )
     record.save(results_dir)

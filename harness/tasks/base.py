@@ -115,6 +115,14 @@ class Task:
         """The spec's main score, else the type's."""
         return self.spec.main_score or self.main_score
 
+    def run_options(self, model: Any) -> dict[str, Any]:
+        """The settings a record of ``model`` on this task carries (``task_options``): the spec's options."""
+        return dict(self.spec.options)
+
+    def option_sets(self) -> list[dict[str, Any]]:
+        """Every ``run_options`` this task can give; a stored record with others is stale (the runner recomputes it)."""
+        return [dict(self.spec.options)]
+
     def supports(self, model: Any) -> bool:
         """Whether ``model`` implements a protocol this type can use."""
         return any(isinstance(model, p) for p in self.requires)

@@ -21,10 +21,18 @@ The mode and the weights are a property of the model run, not of the task: they 
 record's ``task_options``. A registry model takes them as factory options (e.g. mGTE's
 ``--model-kwarg mode=hybrid``), which the runner appends to the stored revision (``seed-0+mode-hybrid``) but
 leaves out of the cache fingerprint (they are the model's ``search_options``).
+
+A ``Ranker`` (a cross-encoder, which cannot search a corpus) re-ranks a first stage: the registered model
+``spec.options["first_stage"]`` (default ``bm25``) retrieves every query's top ``spec.options["rerank_depth"]``
+(default 100), searched as above, and the ranker scores those pairs (:func:`rerank_run`, which TREC re-ranking
+shares); the metrics see only those ``rerank_depth`` documents (``recall@1000`` is the first stage's recall at
+that depth). Both settings are added to the ranker's record's ``task_options``, and a stored record with other
+options is recomputed, so records of different depths never mix.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -42,7 +50,8 @@ from harness.tasks.base import (
     task_type,
 )
 from zoo.errors import ZooError
-from zoo.protocols import Encoder, Retriever, SparseEncoder
+from zoo.protocols import Encoder, Ranker, Retriever, SparseEncoder
+from zoo.registry import create_model
 from zoo.search import (
     BlockScores,
     DenseScorer,
@@ -55,6 +64,8 @@ __all__ = [
     "RETRIEVAL_MODES",
     "retrieval_mode",
     "hybrid_weights",
+    "search",
+    "rerank_run",
     "dense_run",
     "sparse_run",
     "hybrid_run",
@@ -66,6 +77,7 @@ TOP_K = 1000  # depth of the ranked lists the metrics see (recall@1000)
 RUN_DEPTH = 100  # depth of the run file kept beside the result
 SHARD_SIZE = 50_000  # documents encoded and searched at a time: memory stays bounded on any corpus
 HYBRID_WEIGHTS = (1.0, 0.1)  # (dense, sparse): mGTE's defaults (its gte_embedding.py)
+FIRST_STAGE, RERANK_DEPTH = "bm25", 100  # what a Ranker re-ranks by default: BM25's top 100
 Run = dict[str, dict[str, float]]
 
 # The protocols each mode needs.
@@ -196,6 +208,32 @@ def hybrid_run(
 _RUNS: dict[str, Callable[..., Run]] = {"dense": dense_run, "sparse": sparse_run, "hybrid": hybrid_run}
 
 
+def search(model: Any, queries: dict[str, str], corpus: dict[str, str], ctx: EvalContext, *, top_k: int) -> Run:
+    """The top ``top_k`` of ``corpus`` for every query: a ``Retriever``'s own ranking, else exact search in the
+    model's retrieval mode (:func:`retrieval_mode`)."""
+    if isinstance(model, Retriever):
+        return model.retrieve(queries, corpus, top_k=top_k)
+    return _RUNS[retrieval_mode(model)](model, queries, corpus, ctx, top_k=top_k)
+
+
+def rerank_run(
+    model: Ranker, queries: Mapping[str, str], texts: Mapping[str, str], first: Run, ctx: EvalContext
+) -> Run:
+    """Every query's candidates in ``first`` scored by ``model.score(query, candidate texts)``, with a progress bar.
+
+    Returns:
+        ``{query_id: {doc_id: score}}`` over the same documents as ``first``.
+    """
+    from tqdm.auto import tqdm
+
+    run = {}
+    for qid, docs in tqdm(first.items(), desc=f"{ctx.task_id} rerank", unit="query", disable=not ctx.progress):
+        scores = np.asarray(model.score(queries[qid], [texts[d] for d in docs]), dtype=np.float64)
+        run[qid] = {d: float(s) for d, s in zip(docs, scores, strict=True)}
+        ctx.count("pairs_scored", len(docs))
+    return run
+
+
 def without_identical_ids(run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """``run`` without the hits whose document id equals the query id (BEIR's ``ignore_identical_ids``)."""
     return {q: {d: s for d, s in docs.items() if d != q} for q, docs in run.items()}
@@ -209,11 +247,11 @@ def top_of_run(run: dict[str, dict[str, float]], depth: int = RUN_DEPTH) -> dict
 @task_type
 class Retrieval(Task):
     """Self-indexing (``Retriever``), dense (``Encoder``), sparse (``SparseEncoder``) or hybrid retrieval
-    over a BEIR-layout split (see the module docstring for the modes)."""
+    over a BEIR-layout split, or a ``Ranker`` re-ranking a first stage (see the module docstring)."""
 
     type = "retrieval"
     main_score = "ndcg@10"
-    requires = (Retriever, Encoder, SparseEncoder)
+    requires = (Retriever, Encoder, SparseEncoder, Ranker)
     metrics = (
         "ndcg@10",
         "ndcg@1",
@@ -226,14 +264,53 @@ class Retrieval(Task):
         "precision@10",
     )
 
+    def _rerank_options(self) -> dict[str, Any]:
+        """``first_stage`` and ``rerank_depth``: the spec's, else BM25's top 100 (validated)."""
+        first = self.spec.options.get("first_stage", FIRST_STAGE)
+        depth = self.spec.options.get("rerank_depth", RERANK_DEPTH)
+        if not isinstance(first, str) or isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ZooError(
+                f"task {self.spec.id!r}: first_stage must be a model name and rerank_depth a positive integer, "
+                f"got {first!r} and {depth!r}"
+            )
+        return {"first_stage": first, "rerank_depth": depth}
+
+    @staticmethod
+    def _reranks(model: Any) -> bool:
+        return isinstance(model, Ranker) and not isinstance(model, Retriever | Encoder | SparseEncoder)
+
+    def run_options(self, model: Any) -> dict[str, Any]:
+        """The spec's options, plus ``first_stage`` and ``rerank_depth`` for a ``Ranker``."""
+        return {**self.spec.options, **(self._rerank_options() if self._reranks(model) else {})}
+
+    def option_sets(self) -> list[dict[str, Any]]:
+        """The spec's options, and those of a re-ranking run."""
+        return [dict(self.spec.options), {**self.spec.options, **self._rerank_options()}]
+
     def _evaluate_split(self, model: Any, data: RetrievalData, ctx: EvalContext) -> SplitOutput:
-        # BEIR drops hits whose id is the query's, searching one deeper so that TOP_K remain.
+        # BEIR drops hits whose id is the query's, searching one deeper so that TOP_K (or the depth) remain.
         ignore = bool(self.spec.options.get("ignore_identical_ids", False))
-        if isinstance(model, Retriever):
-            run = model.retrieve(data.queries, data.corpus, top_k=TOP_K + ignore)
+        if self._reranks(model):
+            run = self._rerank(model, data, ctx, ignore)
         else:
-            run = _RUNS[retrieval_mode(model)](model, data.queries, data.corpus, ctx, top_k=TOP_K + ignore)
+            run = search(model, data.queries, data.corpus, ctx, top_k=TOP_K + ignore)
         if ignore:
             run = top_of_run(without_identical_ids(run), TOP_K)
         scores = evaluate_run(data.qrels, run, self.metrics)
         return SplitOutput(scores, n_items=len(data.queries), run=top_of_run(run), qrels=data.qrels)
+
+    def _rerank(self, model: Ranker, data: RetrievalData, ctx: EvalContext, ignore: bool) -> Run:
+        """The first stage's top ``rerank_depth`` of every query, scored by the ranker."""
+        options = self._rerank_options()
+        first_ctx = dataclasses.replace(ctx, cache=None)  # the ranker's cache is keyed by the ranker
+        first = search(
+            create_model(options["first_stage"]),
+            data.queries,
+            data.corpus,
+            first_ctx,
+            top_k=options["rerank_depth"] + ignore,
+        )
+        if ignore:
+            first = without_identical_ids(first)
+        first = top_of_run(first, options["rerank_depth"])
+        return rerank_run(model, data.queries, data.corpus, first, ctx)

@@ -29,13 +29,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
 from harness.datasets.trec_dl import TrecData
 from harness.metrics import evaluate_run, trec_sorted
 from harness.spec import TaskSpec
 from harness.tasks.base import EvalContext, SplitOutput, Task, encode_texts, task_type
-from harness.tasks.retrieval import dense_run, top_of_run
+from harness.tasks.retrieval import dense_run, rerank_run, top_of_run
 from zoo.errors import ZooError
 from zoo.protocols import Encoder, Ranker, Retriever
 from zoo.registry import ModelCard
@@ -77,14 +75,6 @@ def _keep(model: FirstStage, queries: Texts, texts: Texts, first: Run | None, ct
     return first
 
 
-def _pairs(model: Ranker, queries: Texts, texts: Texts, first: Run | None, ctx: EvalContext) -> Run:
-    run = {}
-    for qid, docs in first.items():
-        scores = np.asarray(model.score(queries[qid], [texts[d] for d in docs]), dtype=np.float64)
-        run[qid] = {d: float(s) for d, s in zip(docs, scores, strict=True)}
-    return run
-
-
 def _embeddings(model: Encoder, queries: Texts, texts: Texts, first: Run | None, ctx: EvalContext) -> Run:
     ids = list(texts)
     if not ids:  # no query has a candidate
@@ -113,7 +103,7 @@ class _Mode:
 
 
 MODES: dict[str, _Mode] = {
-    "rerank": _Mode(((FirstStage, _keep), (Ranker, _pairs), (Encoder, _embeddings)), reranks=True),
+    "rerank": _Mode(((FirstStage, _keep), (Ranker, rerank_run), (Encoder, _embeddings)), reranks=True),
     "full": _Mode(((Retriever, _retrieve), (Encoder, _dense)), reranks=False),
 }
 

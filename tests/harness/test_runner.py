@@ -8,6 +8,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import harness
@@ -262,3 +263,36 @@ def test_rerun_recomputes_when_the_data_changed(tiny_data: Path, results_dir: Pa
     assert any("data changed" in m for m in logs)
     assert second.data_checksum != first.data_checksum
     assert second.n_items["test"] == first.n_items["test"] - 1
+
+
+class _OverlapRanker:
+    """A ``Ranker``: the number of words a document shares with the query."""
+
+    card = taskdata.ModelCard(name="overlap", family="tests", revision="r0", source="tests", similarity=None)
+
+    def score(self, query: str, docs: list[str]) -> np.ndarray:
+        words = set(query.lower().split())
+        return np.array([len(words & set(d.lower().split())) for d in docs], dtype=np.float32)
+
+
+def test_a_ranker_on_a_retrieval_task_records_its_depth(
+    tiny_data: Path, results_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.significance import compare
+    from harness.tasks import retrieval
+
+    quiet = dict(results_dir=results_dir, data_dir=tiny_data, progress=False)
+    (record,) = evaluate(_OverlapRanker(), ["local/retrieval"], log=lambda m: None, **quiet)
+    assert record.task_options == {"ignore_identical_ids": False, "first_stage": "bm25", "rerank_depth": 100}
+    run = read_run(run_path(results_dir, "overlap", "r0", "local/retrieval", "test"))
+    assert {q for q, docs in run.items() if docs} == {"q1", "q2", "q3"} and record.get_score() == pytest.approx(1.0)
+    evaluate("bm25", ["local/retrieval"], log=lambda m: None, **quiet)
+    report = compare(["bm25", "overlap"], ["local/retrieval"], results_dir=results_dir)
+    assert [row["n"] for row in report.to_dict()["rows"]] == [3]
+    # A record of another depth is not reused: the task options differ
+    monkeypatch.setattr(retrieval, "RERANK_DEPTH", 2)
+    logs: list[str] = []
+    (again,) = evaluate(_OverlapRanker(), ["local/retrieval"], log=logs.append, **quiet)
+    assert "was run with other task options" in logs[0] and again.task_options["rerank_depth"] == 2
+    evaluate("bm25", ["local/retrieval"], log=logs.append, **quiet)  # options unchanged: the stored record
+    assert len(logs) == 2 and not any(m.startswith("bm25") for m in logs)

@@ -161,6 +161,26 @@ def test_bm25_cannot_run_sts_but_can_run_retrieval(tmp_path: Path) -> None:
     assert get_task("local/r", tmp_path).evaluate(bm25, progress=False).scores["test"]["ndcg@10"] == pytest.approx(1.0)
 
 
+def test_a_ranker_reranks_the_first_stages_top_k(tmp_path: Path) -> None:
+    # BM25 ranks "apple" docs of equal length by term count: q1 (a document with the query's id) > d1 > d2 > d3.
+    corpus = {"q1": "apple apple apple apple", "d1": "apple apple pie", "d2": "apple banana pie", "d3": "apple x y"}
+    folder = taskdata.beir(tmp_path / "r", corpus, {"q1": "apple"}, {"q1": {"d2": 1, "d3": 1}})
+    (folder / "task.toml").write_text("[options]\nignore_identical_ids = true\nrerank_depth = 2\n")
+    task = get_task("local/r", tmp_path)
+    ranker = TableRanker({"apple apple pie": 0.1, "apple banana pie": 0.9, "apple x y": 5.0})
+    assert task.supports(ranker)
+    out = task.evaluate(ranker, progress=False)
+    # q1 is dropped (its own id), d1 and d2 are the top 2 and swap; d3 (which the ranker prefers) is past the depth
+    assert out.runs["test"] == {"q1": {"d2": 0.9, "d1": 0.1}}
+    assert out.scores["test"]["ndcg@10"] == pytest.approx(1 / (1 + 1 / math.log2(3)))
+    assert out.scores["test"]["recall@1000"] == 0.5 and out.timings["pairs_scored"] == 2
+    assert task.run_options(ranker) == {"ignore_identical_ids": True, "rerank_depth": 2, "first_stage": "bm25"}
+    assert task.run_options(create_model("bm25")) == task.spec.options  # a searching model adds nothing
+    (folder / "task.toml").write_text("[options]\nrerank_depth = 0\n")
+    with pytest.raises(ZooError, match="rerank_depth a positive integer"):
+        get_task("local/r", tmp_path).evaluate(ranker, progress=False)
+
+
 # Sparse and hybrid retrieval =====================================================================
 
 BOW_CARD = ModelCard(name="bow", family="tests", revision="r0", source="tests", similarity=None)
