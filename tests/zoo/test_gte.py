@@ -14,10 +14,11 @@ import pytest
 import torch
 
 import harness
+from zoo.checkpoints import resolve
 from zoo.errors import ZooError
 from zoo.families import gte
-from zoo.families.gte import GTEEncoder, GTEModel, folder_card, weights_revision
-from zoo.protocols import Encoder
+from zoo.families.gte import GTEEncoder, GTEModel, GTERanker, folder_card, weights_revision
+from zoo.protocols import Encoder, Ranker
 from zoo.registry import create_model, get_card, list_models
 
 GTE_CARDS = ["gte-base.thenlper", "gte-large.thenlper", "gte-minilm-l6.st", "gte-small.thenlper", "test-gte"]
@@ -279,3 +280,164 @@ def test_the_shared_encode_loop_pads_either_side_and_pools_the_last_token() -> N
     for side in ("right", "left"):
         out = encode_ids(ids, forward, width=1, batch_size=2, max_batch_tokens=8, pad_id=0, padding_side=side)
         assert out[:, 0].tolist() == [7, 8, 10, 14]
+
+
+# Cross-encoder: the rerank head =================================================================
+
+PAIRS = (["where is the cat", "who plays the guitar"], ["a cat sat on the mat", "dogs bark at night " * 20])
+
+
+@pytest.fixture(scope="session")
+def _tiny_reranker() -> GTEModel:
+    return GTEModel.from_config(gte._TEST_CONFIG, create_model("test-gte").model.tokenizer, seed=0, rerank_head=True)
+
+
+@pytest.fixture
+def reranker(_tiny_reranker: GTEModel) -> GTEModel:
+    """A random-init 2 x 64 BERT with a rerank head and the MiniLM tokenizer, a fresh copy per test."""
+    return copy.deepcopy(_tiny_reranker)
+
+
+def test_heads_are_forward_and_the_bert_classifier(reranker: GTEModel) -> None:
+    batch = reranker.tokenize_pairs(*PAIRS)
+    assert set(batch) == {"input_ids", "attention_mask", "token_type_ids"} and batch["token_type_ids"].max() == 1
+    assert reranker.head_outputs == ("dense", "rerank") and create_model("test-gte").model.head_outputs == ("dense",)
+    with torch.inference_mode():
+        out = reranker.heads(**batch, outputs=("dense", "rerank"))  # one backbone pass
+        torch.testing.assert_close(out["dense"], reranker(**batch))
+        h = reranker.backbone(**batch).last_hidden_state  # (B, T, H)
+        logits = reranker.rerank_head(torch.tanh(reranker.pooler.dense(h[:, 0]))).squeeze(-1)
+    torch.testing.assert_close(out["rerank"], logits)
+    assert out["rerank"].shape == (2,) and out["rerank"].dtype == torch.float32
+    with pytest.raises(ZooError, match="no rerank head"):
+        create_model("test-gte").model.heads(**batch, outputs=("rerank",))
+
+
+def test_ranker_scores_are_the_trainers_pair_logits(reranker: GTEModel) -> None:
+    from types import SimpleNamespace
+
+    from zoo.train.dist import Dist
+    from zoo.train.objectives import PairObjective
+
+    card = dataclasses.replace(get_card("test-gte"), similarity=None)
+    ranker = reranker.as_encoder(card)  # a model with a rerank head is a Ranker
+    assert isinstance(ranker, GTERanker) and isinstance(ranker, Ranker) and not isinstance(ranker, Encoder)
+    rows = {"query": ["where is the cat"], "positive": [PAIRS[1][0]], "negatives": [[PAIRS[1][1], "x", ""]]}
+    seen = []
+
+    def loss(scores: torch.Tensor) -> torch.Tensor:  # the pair objective's scores, (B, 1 + K)
+        seen.append(scores.detach())
+        return scores.sum()
+
+    loss.outputs, loss.name = ("rerank",), "spy"
+    stage = SimpleNamespace(batch_size=1, max_length=reranker.max_tokens, grad_cache_chunk=None)
+    PairObjective(reranker.eval(), loss, stage, SimpleNamespace(), Dist(), False, "test").step(rows, {}, None)
+    reranker.zero_grad(set_to_none=True)
+    logits = seen[0]  # (1, 4)
+    scores = ranker.score("where is the cat", [PAIRS[1][0], *rows["negatives"][0]])
+    assert scores.shape == (4,) and scores.dtype == np.float32 and ranker.score("q", []).shape == (0,)
+    np.testing.assert_allclose(scores, logits[0].numpy(), atol=1e-5)
+    one = GTERanker(card, reranker, batch_size=1, max_batch_tokens=16)  # one pair per pass: same scores
+    np.testing.assert_allclose(one.score("where is the cat", [PAIRS[1][0], *rows["negatives"][0]]), scores, atol=1e-5)
+    bf16 = GTERanker(card, reranker, dtype="bfloat16").score("where is the cat", rows["negatives"][0])
+    np.testing.assert_allclose(bf16, scores[1:], atol=0.05)
+    with pytest.raises(ZooError, match="no rerank head"):
+        GTERanker(card, create_model("test-gte").model)
+
+
+def test_saved_reranker_is_a_bert_for_sequence_classification(reranker: GTEModel, tmp_path: Path) -> None:
+    from sentence_transformers import CrossEncoder
+    from transformers import BertForSequenceClassification
+
+    with torch.no_grad():
+        reranker.rerank_head.bias.fill_(0.5)  # a head unlike a fresh one
+    folder = reranker.save_pretrained(tmp_path / "rr")
+    theirs, info = BertForSequenceClassification.from_pretrained(folder, output_loading_info=True)
+    assert not any(info.values()) and theirs.config.num_labels == 1
+    batch = reranker.tokenize_pairs(*PAIRS)
+    with torch.inference_mode():
+        ours = reranker.heads(**batch, outputs=("rerank",))["rerank"]
+        np.testing.assert_allclose(theirs.eval()(**batch).logits.squeeze(-1).numpy(), ours.numpy(), atol=1e-5)
+    cross = CrossEncoder(str(folder), device="cpu", max_length=reranker.max_tokens)
+    predicted = cross.predict(list(zip(*PAIRS, strict=True)), activation_fn=torch.nn.Identity())
+    np.testing.assert_allclose(predicted, ours.numpy(), atol=1e-5)
+    # back in zoobench: the head loads strictly, and the folder is a Ranker before any weight loads
+    back = GTEModel.from_pretrained(folder)
+    assert GTEModel.runner_class(folder) is GTERanker and GTEModel.runner_class(_saved(tmp_path)) is GTEEncoder
+    with torch.inference_mode():
+        torch.testing.assert_close(back.heads(**batch, outputs=("rerank",))["rerank"], ours)
+    card = folder_card(folder, name="gte-tiny.rr")
+    assert card.params == sum(p.numel() for p in reranker.parameters()) and card.similarity is None
+    assert isinstance(gte._create_gte(card), GTERanker)
+
+
+def _saved(tmp_path: Path) -> Path:
+    return create_model("test-gte").model.save_pretrained(tmp_path / "plain")
+
+
+def test_a_broken_or_foreign_head_is_an_error(reranker: GTEModel, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    folder = reranker.save_pretrained(tmp_path / "rr")
+    state = load_file(folder / "model.safetensors")
+    save_file({k: v for k, v in state.items() if k != "classifier.bias"}, folder / "model.safetensors")
+    with pytest.raises(ZooError, match="rerank head lacks rerank_head.bias"):
+        GTEModel.from_pretrained(folder)
+    two = {**state, "classifier.weight": torch.zeros(2, 64), "classifier.bias": torch.zeros(2)}
+    save_file(two, folder / "model.safetensors")
+    with pytest.raises(ZooError, match=r"rerank_head\.\w+ has shape \(2,.*one label"):
+        GTEModel.from_pretrained(folder, rerank_head=True)
+
+
+def test_a_fresh_head_is_seeded_and_keeps_the_checkpoints_pooler(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    minilm = resolve(gte._MINILM)
+    rng = torch.get_rng_state()
+    a = GTEModel.from_pretrained(minilm, rerank_head=True, head_seed=1)
+    assert torch.equal(torch.get_rng_state(), rng)
+    b = GTEModel.from_pretrained(minilm, rerank_head=True, head_seed=1)
+    c = GTEModel.from_pretrained(minilm, rerank_head=True, head_seed=2)
+    assert torch.equal(a.rerank_head.weight, b.rerank_head.weight)
+    assert not torch.equal(a.rerank_head.weight, c.rerank_head.weight) and not a.rerank_head.bias.any()
+    with safe_open(str(minilm / "model.safetensors"), framework="pt") as f:
+        assert torch.equal(a.pooler.dense.weight, f.get_tensor("pooler.dense.weight"))  # as transformers loads it
+    assert GTEModel.from_pretrained(minilm).rerank_head is None  # the folder itself has no head
+    plain = GTEModel.from_pretrained(_saved(tmp_path), rerank_head=True)  # no pooler in the folder: a seeded one
+    assert float(plain.pooler.dense.weight.detach().std()) == pytest.approx(0.02, rel=0.2)
+
+
+def test_a_ranker_reranks_bm25_on_a_retrieval_task(reranker: GTEModel, tiny_data: Path, tmp_path: Path) -> None:
+    card = dataclasses.replace(get_card("test-gte"), name="gte-tiny.rr", similarity=None)
+    (record,) = harness.evaluate(
+        reranker.as_ranker(card), ["local/retrieval"], results_dir=tmp_path / "r", data_dir=tiny_data, progress=False
+    )
+    assert record.task_options["first_stage"] == "bm25" and record.task_options["rerank_depth"] == 100
+    assert np.isfinite(record.get_score()) and record.runtime["pairs_scored"] > 0
+
+
+def test_reranker_recipe_trains_to_a_registered_ranker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.zoo.train.conftest import make_data
+    from zoo.train import train
+    from zoo.train.config import load_recipe
+
+    cfg = load_recipe("gte/minilm-reranker")
+    assert cfg.model.overrides["rerank_head"] and [s.loss for s in cfg.stages] == ["listwise-ce"]
+    assert cfg.stages[0].sources[0].exclude_split == "test" and cfg.stages[0].sources[0].negatives.k == 3
+    monkeypatch.setenv("ZOOBENCH_MODELS", str(tmp_path / "models"))
+    data = make_data(tmp_path / "data")  # its "beir" folder stands in for SciFact: train qrels + a test split
+    cut = ["stages.rerank.sources.0.path=beir", "stages.rerank.batch_size=2", "stages.rerank.max_length=32"]
+    steps: list[float] = []
+    train("gte/minilm-reranker", [*cut, "stages.rerank.steps=2"], data_dir=data, progress=False,
+          on_step=lambda s, m: steps.append(m["loss"]))  # fmt: skip
+    start = ["name=gte-minilm-l6.reranker-init", "stages.rerank.steps=0"]
+    train("gte/minilm-reranker", [*cut, *start], data_dir=data, progress=False)
+    assert len(steps) == 2 and steps[0] == pytest.approx(np.log(4), abs=0.1)  # 1 + 3 candidates, a fresh head
+    trained, init = create_model("gte-minilm-l6.reranker"), create_model("gte-minilm-l6.reranker-init")
+    lazy = create_model("gte-minilm-l6.reranker", lazy=True)  # registered as a Ranker before any weight loads
+    assert isinstance(lazy, Ranker) and not isinstance(lazy, Encoder) and not lazy.loaded
+    assert isinstance(trained, GTERanker) and isinstance(init, GTERanker)
+    docs = ["cats purr in the sun", "the stock market fell"]
+    fresh = GTEModel.from_pretrained(gte._MINILM, rerank_head=True, head_seed=42).as_ranker(init.card)
+    np.testing.assert_allclose(init.score("what purrs?", docs), fresh.score("what purrs?", docs), atol=1e-6)
+    assert not np.allclose(trained.score("what purrs?", docs), init.score("what purrs?", docs))

