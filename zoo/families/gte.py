@@ -41,7 +41,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -60,7 +59,8 @@ from zoo.nn.batching import (
     free_cores,
     inference,
     length_sorted_batches,
-    resolve_device,
+    place_for_inference,
+    tokenize_batch,
 )
 from zoo.nn.pooling import POOLING
 from zoo.protocols import Kind
@@ -357,25 +357,14 @@ class GTEModel(torch.nn.Module):
 
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
         """Pad and truncate a batch: ``input_ids`` and ``attention_mask``, ``(B, T)``."""
-        enc = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=max_length or self.max_tokens, return_tensors="pt"
-        )
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        return tokenize_batch(self.tokenizer, texts, max_length=max_length or self.max_tokens)
 
     def tokenize_pairs(
         self, queries: Sequence[str], docs: Sequence[str], max_length: int | None = None
     ) -> dict[str, torch.Tensor]:
         """Pair encodings ``[CLS] query [SEP] doc [SEP]`` as :class:`GTERanker` makes them (truncation: longest
         first): ``input_ids``, ``attention_mask`` and ``token_type_ids``, ``(B, T)``."""
-        enc = self.tokenizer(
-            list(queries),
-            list(docs),
-            padding=True,
-            truncation=True,
-            max_length=max_length or self.max_tokens,
-            return_tensors="pt",
-        )
-        return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+        return tokenize_batch(self.tokenizer, queries, docs, max_length=max_length or self.max_tokens)
 
     def heads(
         self,
@@ -445,13 +434,7 @@ class GTEEncoder:
         max_batch_tokens: int = 2048,
         device: str | None = None,
     ) -> None:
-        if dtype not in DTYPES:
-            raise ZooError(f"unknown dtype {dtype!r} (one of {', '.join(DTYPES)})")
-        if device is not None:
-            model.to(resolve_device(device))
-        on_cpu = next(model.parameters()).device.type == "cpu"
-        if dtype == "bfloat16" and on_cpu and not cpu_has_bf16():
-            warnings.warn("no native bfloat16 on this CPU (AVX512-BF16/AMX): bf16 is emulated and slow", stacklevel=2)
+        place_for_inference(model, dtype=dtype, device=device)
         self.card, self.model, self.dtype, self.threads = card, model, dtype, threads
         self.max_batch_tokens = max_batch_tokens
 
@@ -509,15 +492,9 @@ class GTERanker:
         max_batch_tokens: int = 2048,
         device: str | None = None,
     ) -> None:
-        if dtype not in DTYPES:
-            raise ZooError(f"unknown dtype {dtype!r} (one of {', '.join(DTYPES)})")
-        if device is not None:
-            model.to(resolve_device(device))
         if model.rerank_head is None:
             raise ZooError(f"{card.name}: the model has no rerank head")
-        on_cpu = next(model.parameters()).device.type == "cpu"
-        if dtype == "bfloat16" and on_cpu and not cpu_has_bf16():
-            warnings.warn("no native bfloat16 on this CPU (AVX512-BF16/AMX): bf16 is emulated and slow", stacklevel=2)
+        place_for_inference(model, dtype=dtype, device=device)
         self.card, self.model, self.dtype, self.threads = card, model, dtype, threads
         self.batch_size, self.max_batch_tokens = batch_size, max_batch_tokens
 

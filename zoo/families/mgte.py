@@ -56,7 +56,13 @@ from zoo.checkpoints import resolve
 from zoo.errors import ZooError
 from zoo.family import Family, ScratchConfig
 from zoo.nn.attention import Unpadded, keep_padding, unpad, unpadded_attention
-from zoo.nn.batching import DTYPES, cpu_has_bf16, inference, length_sorted_batches, resolve_device
+from zoo.nn.batching import (
+    DTYPES,
+    inference,
+    length_sorted_batches,
+    place_for_inference,
+    tokenize_batch,
+)
 from zoo.nn.layers import ACTIVATIONS, NORMS
 from zoo.nn.lexical import hybrid_scores, lexical_scores
 from zoo.nn.rope import ROPE_SCALING, RotaryEmbedding, apply_rotary
@@ -456,25 +462,14 @@ class MGTEModel(nn.Module):
 
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
         """Pad and truncate a batch: ``input_ids`` and ``attention_mask``, ``(B, T)``."""
-        enc = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=max_length or self.max_tokens, return_tensors="pt"
-        )
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        return tokenize_batch(self.tokenizer, texts, max_length=max_length or self.max_tokens)
 
     def tokenize_pairs(
         self, queries: Sequence[str], docs: Sequence[str], max_length: int | None = None
     ) -> dict[str, torch.Tensor]:
         """Pair encodings ``[CLS] query [SEP] doc [SEP]`` as :class:`MGTERanker` makes them (truncation: longest
         first): ``input_ids``, ``attention_mask`` and ``token_type_ids`` (when the tokenizer makes them), ``(B, T)``."""
-        enc = self.tokenizer(
-            list(queries),
-            list(docs),
-            padding=True,
-            truncation=True,
-            max_length=max_length or self.max_tokens,
-            return_tensors="pt",
-        )
-        return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+        return tokenize_batch(self.tokenizer, queries, docs, max_length=max_length or self.max_tokens)
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: Mapping[str, Any] | None = None) -> None:
         """Recompute each layer in the backward pass (``zoo.train`` calls this for ``gradient_checkpointing``)."""
@@ -672,13 +667,7 @@ class _Runner:
         max_batch_tokens: int = 2048,
         device: str | None = None,
     ) -> None:
-        if dtype not in DTYPES:
-            raise ZooError(f"unknown dtype {dtype!r} (one of {', '.join(DTYPES)})")
-        if device is not None:  # auto: CUDA when present, else CPU; None leaves the model where it is
-            model.to(resolve_device(device))
-        device = next(model.parameters()).device
-        if dtype == "bfloat16" and device.type == "cpu" and not cpu_has_bf16():
-            warnings.warn("no native bfloat16 on this CPU (AVX512-BF16/AMX): bf16 is emulated and slow", stacklevel=3)
+        place_for_inference(model, dtype=dtype, device=device)  # device None: where the model is
         self.card, self.model, self.dtype, self.threads = card, model, dtype, threads
         self.max_batch_tokens = max_batch_tokens
 

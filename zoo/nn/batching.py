@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +29,8 @@ __all__ = [
     "cpu_has_bf16",
     "length_sorted_batches",
     "encode_ids",
+    "place_for_inference",
+    "tokenize_batch",
     "inference",
 ]
 
@@ -148,6 +152,33 @@ def length_sorted_batches(
             mask = np.ascontiguousarray(mask[:, ::-1])
         batch["attention_mask"] = torch.from_numpy(mask.astype(np.int64)).to(device)
         yield rows, batch
+
+
+def place_for_inference(model: torch.nn.Module, *, dtype: str, device: str | None) -> None:
+    """Check ``dtype``, move ``model`` to ``device`` (``auto``: CUDA when present; None: where it is), and warn when
+    bf16 would be emulated (a CPU without AVX512-BF16 or AMX). What every runtime encoder and ranker does first.
+
+    Raises:
+        ZooError: an unknown dtype or device.
+    """
+    if dtype not in DTYPES:
+        raise ZooError(f"unknown dtype {dtype!r} (one of {', '.join(DTYPES)})")
+    if device is not None:
+        model.to(resolve_device(device))
+    if dtype == "bfloat16" and next(model.parameters()).device.type == "cpu" and not cpu_has_bf16():
+        warnings.warn("no native bfloat16 on this CPU (AVX512-BF16/AMX): bf16 is emulated and slow", stacklevel=3)
+
+
+def tokenize_batch(
+    tokenizer: Any, texts: Sequence[str], pairs: Sequence[str] | None = None, *, max_length: int
+) -> dict[str, torch.Tensor]:
+    """A padded, truncated ``(B, T)`` batch of texts, or of pairs ``[CLS] text [SEP] pair [SEP]`` (truncation:
+    longest first): ``input_ids``, ``attention_mask``, and ``token_type_ids`` for pairs when the tokenizer makes
+    them. What the trainable families' ``tokenize`` / ``tokenize_pairs`` share."""
+    args = (list(texts),) if pairs is None else (list(texts), list(pairs))
+    enc = tokenizer(*args, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    keys = ("input_ids", "attention_mask") + (("token_type_ids",) if pairs is not None else ())
+    return {k: enc[k] for k in keys if k in enc}
 
 
 def encode_ids(
