@@ -89,7 +89,9 @@ def test_recipe_errors(tmp_path: Path) -> None:
         load_recipe("gte/nope")
 
 
-@pytest.mark.parametrize("name", ["gte/minilm-two-stage", "gte/me5-small-two-stage", "gte/tiny-scratch"])
+@pytest.mark.parametrize(
+    "name", ["gte/minilm-two-stage", "gte/me5-small-two-stage", "gte/tiny-scratch", "gte/minilm-reranker"]
+)
 def test_shipped_recipes_round_trip_through_toml(name: str) -> None:
     cfg = load_recipe(name)
     text = to_toml(to_dict(cfg))
@@ -114,6 +116,7 @@ def test_two_stage_recipes_train_on_no_evaluated_split(name: str, init: str) -> 
     assert any(src.negatives is not None and src.negatives.miner == "bm25" for src in sources)
     assert sorted(p.name for p in (RECIPES_DIR / "gte").glob("*.toml")) == [
         "me5-small-two-stage.toml",
+        "minilm-reranker.toml",
         "minilm-two-stage.toml",
         "tiny-scratch.toml",
     ]
