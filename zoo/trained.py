@@ -89,7 +89,7 @@ def card_from_folder(folder: Path) -> ModelCard:
         name=name,
         family=family,
         revision=f"sha256-{sha.removeprefix('sha256:')[:12]}",
-        source=f"local:{folder.resolve()}",
+        source=f"trained:{folder.name}",
         upstream=f"trained by zoobench ({record.get('recipe', '?')}) from {record.get('init') or 'scratch'}",
         params=record.get("params"),
         embed_dim=record.get("embed_dim"),
@@ -232,9 +232,11 @@ def export_sentence_transformers(name: str, out: str | os.PathLike[str], *, veri
     from zoo.registry import get_card
 
     card = get_card(name)
-    if not card.source.startswith("local:") or not (Path(card.source[6:]) / TRAIN_RECORD).is_file():
+    if not card.source.startswith("trained:"):
         raise ZooError(f"model {name!r} is not a trained folder; only trained models export to sentence-transformers")
-    folder = Path(card.source[6:])
+    from zoo.checkpoints import resolve
+
+    folder = resolve(card.source)
     if (folder / ADAPTER_CONFIG).is_file():
         raise ZooError(f"model {name!r} is a LoRA adapter; only full weights export to sentence-transformers")
     extra = _read_json(folder / "zoobench.json") if (folder / "zoobench.json").exists() else {}

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from zoo.errors import ZooError
 from zoo.family import Family, ScratchConfig
-from zoo.registry import ModelCard, create_model, get_family, load_plugins
+from zoo.registry import ModelCard, create_model, get_card, get_family, load_plugins
 from zoo.train import train
 from zoo.train.config import to_toml
 from zoo.train.dist import resolve_device
@@ -160,6 +160,7 @@ def test_a_family_defined_in_a_test_module_trains_and_registers(tmp_path: Path, 
     assert np.mean(losses[-10:]) < losses[0] - 0.3, losses
     record = json.loads((folder / "train.json").read_text())
     assert record["family"] == "toy" and record["scratch"]["config"]["hidden_size"] == 16
+    assert get_card("toy-test.run").source == "trained:toy-test.run"  # no absolute path in cards and records
     encoder = create_model("toy-test.run")
     assert isinstance(encoder, ToyEncoder) and encoder.encode(["river and mountain"]).shape == (1, 16)
     with pytest.raises(ZooError, match="unknown family 'nope'"):

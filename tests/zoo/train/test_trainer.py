@@ -334,6 +334,7 @@ def test_python_m_zoo_train_reports_errors_in_one_line(tmp_path: Path) -> None:
         "zoobench: error: "
         + str(REPO / "zoo/recipes/gte/tiny-scratch.toml")
         + ".stages.0: unknown key 'learning_rate' (known: name, steps, sources, batch_size, loss, loss_args, alpha, "
-        "lr, weight_decay, warmup_ratio, schedule, max_length, query_max_length, grad_clip, grad_cache_chunk, teacher, "
+        "lr, weight_decay, warmup_ratio, schedule, max_length, query_max_length, grad_clip, grad_cache_chunk, "
+        "length_buckets, teacher, "
         "model)"
     ]
