@@ -13,33 +13,44 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["code_revision", "hardware"]
+__all__ = ["code_revision", "git_revision", "hardware"]
+
+
+_NOT_CODE = (":(top,exclude)results", ":(top,exclude)docs", ":(top,exclude,glob)**/*.md")
 
 
 @functools.cache
 def code_revision() -> str:
-    """The git commit of this checkout (``+dirty`` when it has changes), else the package version."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        from importlib.metadata import PackageNotFoundError, version
+    """The git commit of this checkout (``+dirty`` when its code has changes), else the package version.
 
-        try:
-            return f"zoobench-{version('zoobench')}"
-        except PackageNotFoundError:
-            return "unknown"
+    Changes to result records, docs and Markdown files do not make a tree dirty: ``zoobench run --overwrite``
+    rewrites tracked records before it writes the new ones, and neither changes a number.
+    """
+    revision = git_revision(Path(__file__).resolve().parent.parent)
+    if revision is not None:
+        return revision
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"zoobench-{version('zoobench')}"
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def git_revision(root: Path) -> str | None:
+    """HEAD of the git checkout at ``root`` plus ``+dirty`` when tracked code differs from it; None outside git."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        rev = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", *_NOT_CODE)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev + ("+dirty" if dirty else "")
 
 
 @functools.cache

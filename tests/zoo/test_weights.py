@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,25 @@ def test_a_family_never_imports_another_familys_private_names() -> None:
         if name.startswith("_")
     ]
     assert not found
+
+
+def test_a_changed_result_record_or_doc_does_not_make_the_code_dirty(tmp_path: Path) -> None:
+    from zoo.provenance import git_revision
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    for name in ("zoo/a.py", "results/m/r/t.json", "README.md", "docs/x.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    head = git_revision(tmp_path)
+    assert head is not None and len(head) == 40
+    for name in ("results/m/r/t.json", "README.md", "docs/x.txt"):
+        (tmp_path / name).write_text("2\n")
+    assert git_revision(tmp_path) == head
+    (tmp_path / "zoo/a.py").write_text("2\n")
+    assert git_revision(tmp_path) == head + "+dirty"
+    assert git_revision(tmp_path / "results").endswith("+dirty")  # a subfolder still checks the whole tree
