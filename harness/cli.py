@@ -323,9 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command = shlex.join(["zoobench", *argv])
     try:
-        from zoo.registry import load_plugins
+        from zoo.registry import add_plugins
 
-        load_plugins(args.plugin)
+        add_plugins(args.plugin)  # imported when a lookup needs them (a current card index lists without them)
         _VERBS[args.verb](args)
     except ZooError as e:
         print(f"zoobench: error: {e}", file=sys.stderr)

@@ -18,6 +18,7 @@ os.environ.setdefault("IR_DATASETS_HOME", os.path.join(_TMP, "ir_datasets"))
 os.environ.setdefault("MPLCONFIGDIR", os.path.join(_TMP, "matplotlib"))
 os.environ.setdefault("ZOOBENCH_CACHE", os.path.join(_TMP, "embeddings"))
 os.environ.setdefault("ZOOBENCH_MODELS", os.path.join(_TMP, "models"))  # trained models of ./models stay out
+os.environ.setdefault("ZOOBENCH_CARD_INDEX", os.path.join(_TMP, "cards.json"))
 os.environ.setdefault("MTEB_CACHE", os.path.join(_TMP, "mteb"))  # mteb makes its cache dir on import
 
 import pytest  # noqa: E402

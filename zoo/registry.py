@@ -6,6 +6,12 @@ single card. Families register themselves when imported; the built-in ones are i
 ``FAMILIES``, third-party ones from the ``zoobench.models`` entry-point group or a module path given
 on the command line (``--plugin my_pkg.models``) or in ``$ZOOBENCH_PLUGINS`` (comma-separated).
 
+Listing and resolving cards (:func:`list_models`, :func:`get_card`) import no family module once a card index
+exists: a JSON copy of every registered card, keyed by a hash of the zoo package's source files, the plugin
+modules' files and the installed distributions (``$ZOOBENCH_CARD_INDEX``, else ``~/.cache/zoobench/cards.json``).
+Any change to one of those rebuilds it on the next lookup (by importing the families, as before). Building a
+model (:func:`create_model`) always imports its family.
+
 Families (``zoo.family.Family``) are collected the same way: an imported module's ``FAMILY`` value is
 registered (:func:`register_family`), and :func:`get_family` finds it by name for the trainer and for
 trained folders.
@@ -15,12 +21,17 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import hashlib
 import importlib
+import importlib.util
+import json
 import os
+import tempfile
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import distributions, entry_points
+from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
@@ -33,6 +44,7 @@ __all__ = [
     "get_card",
     "list_models",
     "load_plugins",
+    "add_plugins",
     "register_family",
     "get_family",
     "FAMILIES",
@@ -42,6 +54,7 @@ FAMILIES: tuple[str, ...] = ("zoo.families.baselines", "zoo.families.gte", "zoo.
 ENTRY_POINT_GROUP = "zoobench.models"
 # Models found on disk at each lookup ("module:function" -> [(card, factory)]): trained folders, see zoo/trained.py.
 DISCOVERY: tuple[str, ...] = ("zoo.trained:discover",)
+CARD_INDEX_ENV = "ZOOBENCH_CARD_INDEX"
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,11 @@ class ModelCard:
         d = asdict(self)
         d["prompts"] = dict(self.prompts)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelCard:
+        """The card :meth:`to_dict` gave (lists become tuples again)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 @dataclass(frozen=True)
@@ -159,14 +177,28 @@ def get_family(name: str) -> Family:
         raise ZooError(f"unknown family {name!r} (known: {', '.join(sorted(_FAMILIES))})") from None
 
 
+def _plugin_modules(modules: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(module, what) of the built-in families, ``$ZOOBENCH_PLUGINS``, the given modules and the entry points."""
+    env = [m.strip() for m in os.environ.get("ZOOBENCH_PLUGINS", "").split(",") if m.strip()]
+    found = [(m, m) for m in (*FAMILIES, *env, *modules, *_extra_plugins)]
+    found += [(ep.value.split(":")[0], f"entry point {ep.name!r}") for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    return found
+
+
+_extra_plugins: list[str] = []  # modules given to add_plugins / load_plugins (--plugin)
+
+
+def add_plugins(modules: Iterable[str]) -> None:
+    """Name plugin modules (``--plugin``) to import with the built-in families when a lookup first needs them."""
+    _extra_plugins.extend(m for m in modules if m not in _extra_plugins)
+
+
 def load_plugins(modules: Iterable[str] = ()) -> None:
     """Import the built-in families, entry-point plugins and the given module paths (once each); register the
     ``FAMILY`` each declares."""
-    env = [m.strip() for m in os.environ.get("ZOOBENCH_PLUGINS", "").split(",") if m.strip()]
-    for module in (*FAMILIES, *env, *modules):
-        _import_once(module, module)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        _import_once(ep.value.split(":")[0], f"entry point {ep.name!r}")
+    add_plugins(modules)
+    for module, what in _plugin_modules():
+        _import_once(module, what)
 
 
 def _import_once(module: str, what: str) -> None:
@@ -178,15 +210,18 @@ def _import_once(module: str, what: str) -> None:
         if isinstance(family, Family):
             register_family(family)
     except Exception as e:  # a plugin's own failure (ImportError, a duplicate name, ...) is the user's input
+        if module in _extra_plugins:  # reported once; not retried by every later lookup of this process
+            _extra_plugins.remove(module)
         raise ZooError(f"cannot import model plugin {what}: {type(e).__name__}: {e}") from e
     _loaded_modules.add(module)
 
 
-def _discovered() -> dict[str, tuple[_Entry, ModelCard]]:
+def _discovered(taken: tuple[str, ...] | None = None) -> dict[str, tuple[_Entry, ModelCard]]:
     found = {}
     for ref in DISCOVERY:
         module, _, function = ref.partition(":")
-        for card, factory in getattr(importlib.import_module(module), function)(taken=tuple(_CARDS)):
+        names = tuple(_CARDS) if taken is None else taken
+        for card, factory in getattr(importlib.import_module(module), function)(taken=names):
             found[card.name] = (_Entry(card.arch, factory, (card,)), card)
     return found
 
@@ -207,8 +242,73 @@ def _lookup(name: str) -> tuple[_Entry, ModelCard]:
 
 
 def get_card(name: str) -> ModelCard:
-    """The card of a registered model, without loading it."""
-    return _lookup(name)[1]
+    """The card of a registered model, without loading it (nor, with a current card index, its family)."""
+    cards, defaults = _static_cards()
+    if name in cards or name in defaults:
+        return cards[defaults.get(name, name)]
+    found = _discovered(tuple(cards))
+    if name in found:
+        return found[name][1]
+    return _lookup(name)[1]  # the error, with close matches
+
+
+def _static_cards() -> tuple[dict[str, ModelCard], dict[str, str]]:
+    """Every card the plugin modules register, and each architecture's default card name: from the card index
+    when its key matches, else by importing the modules (and writing the index)."""
+    modules = _plugin_modules()
+    if not all(m in _loaded_modules for m, _ in modules):
+        key = _index_key([m for m, _ in modules])
+        path = _index_path()
+        try:
+            index = json.loads(path.read_text(encoding="utf-8"))
+            if index.get("key") == key:  # plus what was registered in this process (register_model calls)
+                cards = {c["name"]: ModelCard.from_dict(c) for c in index["cards"]}
+                cards.update({n: c for n, (_, c) in _CARDS.items()})
+                return cards, {**index["defaults"], **{a: e.cards[0].name for a, e in _ARCHS.items()}}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # missing, unreadable or from another version: rebuilt below
+        load_plugins()
+        _write_index(path, key)
+    return {n: c for n, (_, c) in _CARDS.items()}, {a: e.cards[0].name for a, e in _ARCHS.items()}
+
+
+def _index_path() -> Path:
+    env = os.environ.get(CARD_INDEX_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "zoobench" / "cards.json"
+
+
+def _index_key(modules: list[str]) -> str:
+    """A hash of what the registered cards are made from: the zoo package's and the plugin modules' source files
+    and the installed distributions (checkpoint revisions name package versions)."""
+    h = hashlib.sha256(json.dumps(modules).encode())
+    files = set(Path(__file__).resolve().parent.rglob("*.py"))
+    for module in modules:
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin and os.path.isfile(spec.origin):
+            files.add(Path(spec.origin).resolve())
+    for f in sorted(files):
+        h.update(f"{f}\0".encode() + f.read_bytes())
+    for name, ver in sorted({(d.metadata["Name"] or "", d.version) for d in distributions()}):
+        h.update(f"{name}=={ver}\0".encode())
+    return h.hexdigest()
+
+
+def _write_index(path: Path, key: str) -> None:
+    index = {
+        "key": key,
+        "cards": [c.to_dict() for _, c in _CARDS.values()],
+        "defaults": {a: e.cards[0].name for a, e in _ARCHS.items()},
+    }
+    try:  # a cache: a read-only home only means the next lookup imports the families again
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as f:
+            json.dump(index, f)
+        os.replace(f.name, path)
+    except OSError:
+        pass
 
 
 # Methods of the protocols in zoo.protocols: a lazy model forwards exactly those its class has.
@@ -243,6 +343,9 @@ def _forward(method: str) -> Callable[..., Any]:
 
 
 def _model_class(entry: _Entry) -> type | None:
+    known = getattr(entry.factory, "model_class", None)  # a discovered folder's class, read when needed
+    if callable(known):
+        return known()
     try:
         cls = typing.get_type_hints(entry.factory).get("return")
     except Exception:  # an unresolvable annotation only means "not known before loading"
@@ -292,5 +395,5 @@ def create_model(name: str, *, lazy: bool = False, **kwargs: Any) -> Any:
 
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted full names (``arch.tag``) matching an fnmatch ``pattern``."""
-    load_plugins()
-    return sorted(n for n in (*_CARDS, *_discovered()) if fnmatch.fnmatchcase(n, pattern))
+    cards, _ = _static_cards()
+    return sorted(n for n in (*cards, *_discovered(tuple(cards))) if fnmatch.fnmatchcase(n, pattern))

@@ -129,14 +129,13 @@ def _discover(taken: tuple[str, ...], folders: tuple[tuple[str, tuple[int, ...]]
     for folder in (Path(f) for f, _ in folders):
         try:
             card = card_from_folder(folder)
-            factory = _family_factory(card.family, _runner_class(card.family, folder))
         except ZooError as e:
             print(f"zoobench: warning: skipped trained model {folder}: {e}", file=sys.stderr)
             continue
         if card.name in taken or card.name.count(".") > 1:
             print(f"zoobench: warning: skipped {folder}: model name {card.name!r} is taken or invalid", file=sys.stderr)
             continue
-        found.append((card, factory))
+        found.append((card, _factory(card.family, folder)))
     return tuple(found)
 
 
@@ -154,19 +153,19 @@ def _runner_class(family: str, folder: Path) -> type | None:
     return found if isinstance(found, type) else None
 
 
-@functools.cache
-def _family_factory(family: str, encoder_cls: type | None = None) -> Callable[..., Any]:
-    """:func:`trained`, annotated with the class the family's runtime gives for the folder (:func:`_runner_class`).
+def _factory(family: str, folder: Path) -> Callable[..., Any]:
+    """:func:`trained`, with a ``model_class()`` that says which class the family's runtime gives for the folder
+    (:func:`_runner_class`; asked only when needed, so listing trained folders imports no family).
 
-    ``create_model(lazy=True)`` builds its stand-in from the factory's return annotation: with the family's
-    class it offers all its protocols (mGTE's ``encode_sparse``, or ``score`` for a trained reranker) and
-    option-determined attributes (``lazy_attributes``: mGTE's ``retrieval_mode``), not only ``Encoder.encode``.
+    ``create_model(lazy=True)`` builds its stand-in from that class: it offers all its protocols (mGTE's
+    ``encode_sparse``, or ``score`` for a trained reranker) and option-determined attributes
+    (``lazy_attributes``: mGTE's ``retrieval_mode``), not only ``Encoder.encode``.
     """
 
     def factory(card: ModelCard, **kwargs: Any) -> Any:
         return trained(card, **kwargs)
 
-    factory.__annotations__ = {"card": ModelCard, "return": encoder_cls if isinstance(encoder_cls, type) else Encoder}
+    factory.model_class = functools.cache(lambda: _runner_class(family, folder))  # type: ignore[attr-defined]
     factory.__doc__ = trained.__doc__
     return factory
 

@@ -279,3 +279,53 @@ def test_a_plugin_that_fails_to_import_is_a_one_line_error(tmp_path, monkeypatch
     assert main(["--plugin", "broken_plugin_mod", "ls", "models"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "broken_plugin_mod" in err[0] and "ValueError: boom" in err[0]
+
+
+def _listing_script(tmp_path: Path) -> str:
+    return textwrap.dedent(
+        """
+        import json, sys
+        from harness.cli import main
+        from zoo.registry import get_card, list_models
+        assert main(["ls", "models"]) == 0
+        print(json.dumps({"torch": "torch" in sys.modules, "bm25": get_card("bm25").revision,
+                          "names": list_models(), "plugin": get_card("idx-model").revision}))
+        """
+    )
+
+
+def test_listing_and_resolving_cards_imports_no_torch_once_the_card_index_is_current(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    plugin = tmp_path / "idx_plugin.py"
+    plugin.write_text(
+        "from zoo.registry import ModelCard, register_model\n"
+        "@register_model('idx-model', cards=[ModelCard(name='idx-model', family='x', revision='r1', source='none')])\n"
+        "def idx_model(card):\n    return None\n"
+    )
+    env = {
+        **os.environ,
+        "ZOOBENCH_CARD_INDEX": str(tmp_path / "cards.json"),
+        "ZOOBENCH_PLUGINS": "idx_plugin",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).resolve().parents[2])]),
+    }
+
+    def listing() -> dict:
+        out = subprocess.run([sys.executable, "-c", _listing_script(tmp_path)], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    first = listing()  # no index yet: the families are imported and the index written
+    assert first["torch"] and (tmp_path / "cards.json").exists()
+    second = listing()
+    assert not second["torch"]
+    assert second["names"] == first["names"] and "idx-model" in second["names"] and "minilm-l6.st" in second["names"]
+    assert second["bm25"] == get_card("bm25").revision and second["plugin"] == "r1"
+    index = json.loads((tmp_path / "cards.json").read_text())
+    assert {c["name"]: ModelCard.from_dict(c) for c in index["cards"]}["minilm-l6.st"] == get_card("minilm-l6.st")
+    plugin.write_text(plugin.read_text().replace("'r1'", "'r2'"))  # a changed plugin file: the index is rebuilt
+    third = listing()
+    assert third["torch"] and third["plugin"] == "r2"
+    assert not listing()["torch"]
