@@ -424,9 +424,11 @@ def test_reranker_recipe_trains_to_a_registered_ranker(tmp_path: Path, monkeypat
     cfg = load_recipe("gte/minilm-reranker")
     assert cfg.model.overrides["rerank_head"] and [s.loss for s in cfg.stages] == ["listwise-ce"]
     assert cfg.stages[0].sources[0].exclude_split == "test" and cfg.stages[0].sources[0].negatives.k == 3
+    assert [s.name for s in cfg.stages[0].sources] == ["scifact-train", "wikiqa"]
     monkeypatch.setenv("ZOOBENCH_MODELS", str(tmp_path / "models"))
     data = make_data(tmp_path / "data")  # its "beir" folder stands in for SciFact: train qrels + a test split
-    cut = ["stages.rerank.sources.0.path=beir", "stages.rerank.batch_size=2", "stages.rerank.max_length=32"]
+    cut = ["stages.rerank.sources.0.path=beir", "stages.rerank.sources.1.path=pairs/train.jsonl"]
+    cut += ["stages.rerank.batch_size=2", "stages.rerank.max_length=32"]
     steps: list[float] = []
     train("gte/minilm-reranker", [*cut, "stages.rerank.steps=2"], data_dir=data, progress=False,
           on_step=lambda s, m: steps.append(m["loss"]))  # fmt: skip
