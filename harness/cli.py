@@ -5,6 +5,7 @@
     zoobench results [--results DIR] [--model PATTERN] [--task PATTERN]
     zoobench compare A B [C ..] (--suite S | --tasks T[,T..]) [--results DIR] [--metric M]
                      [--stat-test student|fisher|tukey] [--alpha 0.05] [--latex FILE] [--json FILE]
+    zoobench claims [--claims DIR] [--results DIR] [--id PATTERN] [--json | --markdown]
     zoobench export --format mteb --results DIR --out DIR [--model PATTERN]
     zoobench export --format sentence-transformers --model TRAINED_MODEL --out DIR
     zoobench train --recipe R [--set KEY=VALUE ..] [--out DIR] [--no-resume]
@@ -88,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", required=True, help="output folder, e.g. ~/.cache/mteb/results for mteb")
     exp.add_argument("--model", default="*", help="fnmatch pattern on model names (the model, for a model format)")
 
+    cl = sub.add_parser("claims", help="check papers' claims (claims/*.toml) against the stored results")
+    cl.add_argument("--claims", default="claims", help="claims folder or file (default: claims)")
+    cl.add_argument("--results", default="results", help="results folder (default: results)")
+    cl.add_argument("--id", default="*", help="fnmatch pattern on claim ids")
+    fmt = cl.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    fmt.add_argument("--markdown", action="store_true", help="print the verdicts as a Markdown table")
+
     from zoo.train import add_arguments  # light: no torch until a model trains
 
     add_arguments(sub.add_parser("train", help="train a model from a recipe (zoo/recipes) and register it"))
@@ -123,7 +132,8 @@ def _print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str
         table.add_column(col, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*row)
-    Console(width=max(120, 14 * len(columns))).print(table)
+    widest = [max(len(str(x)) for x in col) for col in zip(columns, *rows, strict=True)]
+    Console(width=max(120, min(240, sum(widest) + 3 * len(columns) + 1))).print(table)
 
 
 def _ls(args: argparse.Namespace) -> None:
@@ -281,6 +291,28 @@ def _compare(args: argparse.Namespace) -> None:
         atomic_write(args.json, json.dumps(report.to_dict(), indent=2, ensure_ascii=False).encode() + b"\n")
 
 
+def _claims(args: argparse.Namespace) -> None:
+    from harness.claims import check_claims, load_claims, summary, to_json, to_markdown
+
+    results = check_claims(load_claims(args.claims, args.id), args.results)
+    if args.json:
+        print(to_json(results))
+        return
+    if args.markdown:
+        print(to_markdown(results))
+        return
+    rows = [
+        [r.claim.id, r.claim.a, r.claim.b, r.claim.expect + (f" (margin {r.claim.margin:g})" if r.claim.margin else ""),
+         summary(r) if r.tasks else "-", r.verdict]
+        for r in results
+    ]  # fmt: skip
+    _print_table("claims", ["claim", "A", "B", "B is expected", "Δ (B − A) x100 [CI], adjusted p", "verdict"], rows)
+    for r in results:
+        if r.verdict in ("missing", "untestable"):
+            print(f"{r.claim.id}: {r.verdict}: {r.reason}")
+            print("".join(f"  {cmd}\n" for cmd in r.commands), end="")
+
+
 def _train(args: argparse.Namespace) -> None:
     import json
 
@@ -311,6 +343,7 @@ _VERBS = {
     "results": _results,
     "export": _export,
     "compare": _compare,
+    "claims": _claims,
     "train": _train,
     "leaderboard": _leaderboard,
 }

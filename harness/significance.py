@@ -1,8 +1,10 @@
 """Significance tests between models, computed from their stored results (a model is never run).
 
 ``compare(["bm25", "minilm-l6.st"], ["local/scifact", "local/stsb"])`` finds each model's records in
-the results folder (the newest revision that has every task, or ``name@revision``), reads the run /
-qrels / items files beside them and tests every pair of models on every task:
+the results folder (``name``: the newest revision that has every task, preferring runs without factory
+options; ``name@revision``; or ``name+options``: the runs made with those options, e.g.
+``mgte-tiny.mlm+mode-sparse``), reads the run / qrels / items files beside them and tests every pair of
+models on every task:
 
 - **Ranked lists** (retrieval, reranking: any record with a stored run and qrels). Per-query values
   of the metric come from ranx over the stored run, built as :func:`harness.metrics.evaluate_run`
@@ -88,6 +90,7 @@ from zoo.errors import ZooError
 
 __all__ = [
     "compare",
+    "find_records",
     "Report",
     "Comparison",
     "ModelRef",
@@ -144,15 +147,22 @@ def _hint(word: str, choices: Sequence[str], what: str) -> str:
     return f"; {what}: {', '.join(choices)}" if 0 < len(choices) <= 10 else ""
 
 
-def _resolve(spec: str, tasks: Sequence[str], root: Path) -> tuple[str, str, dict[str, TaskResult]]:
-    """(name, revision, {task: record}) of ``name`` or ``name@revision``."""
-    name, revision = spec, ""
+def find_records(spec: str, tasks: Sequence[str], root: Path) -> tuple[str, str, dict[str, TaskResult]]:
+    """(name, revision, {task: record}) of ``name``, ``name@revision`` or ``name+options`` (the runs made with
+    those factory options, e.g. ``mgte-tiny.mlm+mode-sparse``, as ``zoobench results`` lists them)."""
+    name, revision, options = spec, "", ""
     if not _model_dir(root, spec).is_dir() and "@" in spec:
         name, _, revision = spec.rpartition("@")
+    elif not _model_dir(root, spec).is_dir() and "+" in spec:
+        name, _, options = spec.partition("+")
     mdir = _model_dir(root, name)
     if name in ("", ".", "..", COMPARISONS_DIR) or "\0" in name or not mdir.is_dir():
         raise ZooError(f"no results for model {name!r} in {root}{_hint(name, _stored_models(root), 'models there')}")
     rev_dirs = sorted(p for p in mdir.iterdir() if p.is_dir())
+    if options:
+        rev_dirs = [p for p in rev_dirs if p.name.partition("+")[2] == options]
+        if not rev_dirs:
+            raise ZooError(f"model {name!r} has no runs with options {options!r} in {root} (see zoobench results)")
     if revision:
         wanted = revision.replace("/", "__")
         if not any(p.name == wanted for p in rev_dirs):
@@ -173,13 +183,16 @@ def _resolve(spec: str, tasks: Sequence[str], root: Path) -> tuple[str, str, dic
             f"{_hint(missing[0], stored, 'its tasks') if len(missing) == 1 else ''}"
             f" (zoobench run --model {name} --tasks {','.join(missing)})"
         )
+    plain = {r: recs for r, recs in complete.items() if "+" not in r}
+    if not (options or revision) and plain:  # a bare name means the runs without factory options, where any exist
+        complete = plain
     newest = max(complete, key=lambda r: (max(rec.date for rec in complete[r].values()), r))
     records = complete[newest]
     return name, next(iter(records.values())).revision, records
 
 
 def _resolve_all(models: Sequence[str], tasks: Sequence[str], root: Path) -> list[_Model]:
-    resolved = [_resolve(m, tasks, root) for m in models]
+    resolved = [find_records(m, tasks, root) for m in models]
     pairs = [(n, r) for n, r, _ in resolved]
     dup = next((p for i, p in enumerate(pairs) if p in pairs[:i]), None)
     if dup:
