@@ -25,22 +25,39 @@ Verdicts, per task split and then per claim (``alpha`` 0.05 unless the claim set
   -margin; else *inconclusive*.
 - A claim is *not held* when any task is, *held* when every task is, else *inconclusive*; *missing* when a record
   is absent (the commands that make it are given), *untestable* when the records cannot be compared (the reason).
+
+``zoobench claims`` stores the verdicts at ``<results>/_claims/claims.json`` (:func:`save_claims`), which the
+leaderboard's Claims tab shows: checking every claim runs thousands of resamples, too slow for a page view.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import json
+import os
 import tomllib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.results import CLAIMS_DIR, atomic_write
 from harness.significance import compare, find_records
 from zoo.errors import ZooError
 
-__all__ = ["Claim", "TaskVerdict", "ClaimResult", "load_claims", "check_claims", "to_markdown", "VERDICTS"]
+__all__ = [
+    "Claim",
+    "TaskVerdict",
+    "ClaimResult",
+    "load_claims",
+    "check_claims",
+    "save_claims",
+    "claims_path",
+    "to_markdown",
+    "to_json",
+    "VERDICTS",
+]
 
 VERDICTS = ("held", "not held", "inconclusive", "missing", "untestable")
 _EXPECT = ("better", "not-worse")
@@ -292,3 +309,25 @@ def to_markdown(results: Sequence[ClaimResult]) -> str:
 def to_json(results: Sequence[ClaimResult]) -> str:
     """The results as a JSON list (:meth:`ClaimResult.to_dict`)."""
     return json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def claims_path(results_dir: str | os.PathLike[str]) -> Path:
+    """Where :func:`save_claims` stores the verdicts of a results folder."""
+    return Path(results_dir) / CLAIMS_DIR / "claims.json"
+
+
+def save_claims(results: Sequence[ClaimResult], results_dir: str | os.PathLike[str]) -> Path:
+    """Store the verdicts (atomically) as ``{"schema_version": 1, "kind": "zoobench.claims", "code_revision",
+    "date", "claims": [ClaimResult.to_dict(), ...]}``; returns the path."""
+    from zoo.provenance import code_revision
+
+    doc = {
+        "schema_version": 1,
+        "kind": "zoobench.claims",
+        "code_revision": code_revision(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "claims": [r.to_dict() for r in results],
+    }
+    path = claims_path(results_dir)
+    atomic_write(path, json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False).encode() + b"\n")
+    return path

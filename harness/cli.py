@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = cl.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the verdicts as JSON")
     fmt.add_argument("--markdown", action="store_true", help="print the verdicts as a Markdown table")
+    cl.add_argument("--no-save", action="store_true", help="do not store the verdicts in RESULTS/_claims/claims.json")
 
     from zoo.train import add_arguments  # light: no torch until a model trains
 
@@ -292,9 +293,11 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _claims(args: argparse.Namespace) -> None:
-    from harness.claims import check_claims, load_claims, summary, to_json, to_markdown
+    from harness.claims import check_claims, load_claims, save_claims, summary, to_json, to_markdown
 
     results = check_claims(load_claims(args.claims, args.id), args.results)
+    if not args.no_save and args.id == "*":  # the leaderboard's Claims tab shows the stored verdicts of every claim
+        save_claims(results, args.results)
     if args.json:
         print(to_json(results))
         return

@@ -8,6 +8,7 @@ Layout (the path encodes everything that changes the number)::
     <results>/<model>/<revision>/runs/<source>/<task>.<split>.items.json.gz  per-item predictions
     <results>/_comparisons/<model>+<model>__<hash>.json                 significance reports (harness.significance),
                                                                         never read as records by load_results
+    <results>/_claims/claims.json                                       the verdicts of `zoobench claims`
 
 Keys of a record (schema_version 1):
 
@@ -54,10 +55,12 @@ __all__ = [
     "read_qrels",
     "load_results",
     "COMPARISONS_DIR",
+    "CLAIMS_DIR",
 ]
 
 SCHEMA_VERSION = 1
 COMPARISONS_DIR = "_comparisons"  # top-level folder of a results dir holding significance reports, not records
+CLAIMS_DIR = "_claims"  # top-level folder holding the verdicts of `zoobench claims` (harness.claims), not records
 
 
 @dataclass
@@ -230,7 +233,7 @@ def load_results(results_dir: str | os.PathLike[str]) -> tuple[list[TaskResult],
     records, warnings = [], []
     root = Path(results_dir)
     for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
-        if path.relative_to(root).parts[0] == COMPARISONS_DIR:
+        if path.relative_to(root).parts[0] in (COMPARISONS_DIR, CLAIMS_DIR):
             continue
         try:
             records.append(TaskResult.load(path))

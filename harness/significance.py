@@ -76,6 +76,7 @@ from typing import Any
 import numpy as np
 
 from harness.results import (
+    CLAIMS_DIR,
     COMPARISONS_DIR,
     TaskResult,
     atomic_write,
@@ -129,7 +130,9 @@ def _model_dir(root: Path, name: str) -> Path:
 
 
 def _stored_models(root: Path) -> list[str]:
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != COMPARISONS_DIR) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in (COMPARISONS_DIR, CLAIMS_DIR))
 
 
 def _stored_tasks(rev_dir: Path) -> list[str]:
@@ -156,7 +159,7 @@ def find_records(spec: str, tasks: Sequence[str], root: Path) -> tuple[str, str,
     elif not _model_dir(root, spec).is_dir() and "+" in spec:
         name, _, options = spec.partition("+")
     mdir = _model_dir(root, name)
-    if name in ("", ".", "..", COMPARISONS_DIR) or "\0" in name or not mdir.is_dir():
+    if name in ("", ".", "..", COMPARISONS_DIR, CLAIMS_DIR) or "\0" in name or not mdir.is_dir():
         raise ZooError(f"no results for model {name!r} in {root}{_hint(name, _stored_models(root), 'models there')}")
     rev_dirs = sorted(p for p in mdir.iterdir() if p.is_dir())
     if options:

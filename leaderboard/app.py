@@ -176,6 +176,36 @@ def compare_ui(results: data.Results, records: pd.DataFrame, order: list[str], s
     st.altair_chart(charts.unit_scatter(paired.frame, paired.unit, a, b), width="stretch")
 
 
+CLAIMS = (
+    "Each paper's central claims (`claims/*.toml`) as comparisons of two models, checked by `zoobench claims` from "
+    "the stored records and shown here as it stored them: **held** when B beats A significantly (Holm across the "
+    "claim's tasks), or for a not-worse claim when B - A's interval stays above -margin; **not held** when the "
+    "opposite is significant; else **inconclusive**; **missing** when a record is absent (the note says how to make "
+    "it). Scores x100."
+)
+
+
+def claims_ui(root: str) -> None:
+    claims = data.load_claims(root)
+    if claims.warning:
+        st.warning(data.escape_markdown(claims.warning), icon="⚠️")
+    if claims.table.empty:
+        st.info("No stored claim verdicts: run `zoobench claims --results <this folder>`.")
+        return
+    st.caption(CLAIMS + f" Checked {data.escape_markdown(claims.checked)}.")
+    config = _score_columns(["score_a", "score_b", "ci_low", "ci_high"])
+    config.update(
+        a=st.column_config.TextColumn("A"),
+        b=st.column_config.TextColumn("B"),
+        score_a=st.column_config.NumberColumn("A score", format="%.2f"),
+        score_b=st.column_config.NumberColumn("B score", format="%.2f"),
+        delta=st.column_config.NumberColumn("Δ (B−A)", format="%+.2f"),
+        p_adjusted=st.column_config.NumberColumn("p adjusted", format="%.2g"),
+        task_verdict=st.column_config.TextColumn("on this task"),
+    )
+    st.dataframe(claims.table, hide_index=True, column_config=config, key="claims_table")
+
+
 def plots_ui(table: pd.DataFrame) -> None:
     st.caption("Models with every shown task (a mean score); sizes and throughputs on log axes.")
     st.subheader("Score vs size")
@@ -202,7 +232,8 @@ def main() -> None:
     table = build_overview(records)
     order = table["model"].tolist()
 
-    overview, tasks, model, compare, plots = st.tabs(["Overview", "Tasks", "Model", "Compare", "Plots"])
+    tabs = st.tabs(["Overview", "Tasks", "Model", "Compare", "Plots", "Claims"])
+    overview, tasks, model, compare, plots, claims = tabs
     with overview:
         overview_ui(table)
     with tasks:
@@ -213,6 +244,8 @@ def main() -> None:
         compare_ui(results, records, order, signature)
     with plots:
         plots_ui(table)
+    with claims:
+        claims_ui(results.root)
 
 
 if __name__ == "__main__":

@@ -66,10 +66,13 @@ __all__ = [
     "model_detail",
     "to_csv",
     "escape_markdown",
+    "Claims",
+    "load_claims",
 ]
 
 SCHEMA_VERSION = 1  # of result records and of comparison files
 COMPARISONS_DIR = "_comparisons"  # harness.results.COMPARISONS_DIR
+CLAIMS_FILE = ("_claims", "claims.json")  # harness.claims.claims_path: the stored verdicts of `zoobench claims`
 RUNS_DIR = "runs"  # beside the records of a revision: run, qrels and items files
 # The keys of a record without a default (harness.results.TaskResult); a test keeps them in step.
 REQUIRED_KEYS = frozenset(
@@ -146,7 +149,8 @@ def _scan(root: str) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, i
                 if e.name.startswith("."):
                     continue
                 if e.is_dir(follow_symlinks=False):
-                    if not (depth == 2 and e.name == RUNS_DIR) and rel != f"{COMPARISONS_DIR}/":
+                    skip = (depth == 2 and e.name == RUNS_DIR) or (depth == 0 and e.name == CLAIMS_FILE[0])
+                    if not skip and rel != f"{COMPARISONS_DIR}/":
                         stack.append((e.path, f"{rel}{e.name}/", depth + 1))
                 elif e.name.endswith(".json"):
                     st = e.stat()
@@ -749,3 +753,77 @@ def to_csv(table: pd.DataFrame) -> bytes:
 def escape_markdown(text: str) -> str:
     """``text`` shown literally by Markdown (Streamlit's too): punctuation backslash-escaped, lines joined."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+# CLAIMS ===========================================================================================
+
+CLAIM_COLUMNS = (
+    "claim verdict paper says a b expects task metric score_a score_b delta ci_low ci_high p_adjusted task_verdict "
+    "note"
+).split()
+_CLAIM_VERDICTS = ("held", "not held", "inconclusive", "missing", "untestable")
+
+
+@dataclass(frozen=True)
+class Claims:
+    """The stored verdicts of ``zoobench claims``: one row per claim and task split (scores x100), when they
+    were checked, and why the file was skipped (``warning``)."""
+
+    table: pd.DataFrame
+    checked: str = ""
+    warning: str = ""
+
+
+def _claim_rows(doc: Any) -> list[dict[str, Any]]:
+    _expect(isinstance(doc, dict) and doc.get("kind") == "zoobench.claims", "not a zoobench claims file")
+    _expect(doc.get("schema_version") == SCHEMA_VERSION, f"unknown schema_version {doc.get('schema_version')!r}")
+    _expect(isinstance(doc.get("claims"), list), "'claims' is not a list")
+    rows = []
+    for r in doc["claims"]:
+        _expect(isinstance(r, dict) and isinstance(r.get("claim"), dict), "a claim is not an object")
+        c = r["claim"]
+        _expect(r.get("verdict") in _CLAIM_VERDICTS, f"unknown verdict {r.get('verdict')!r}")
+        for key in ("id", "says", "a", "b", "expect"):
+            _expect(isinstance(c.get(key), str), f"claim key {key!r} is not a string")
+        margin = _number(c.get("margin", 0.0))
+        head = {
+            "claim": c["id"], "verdict": r["verdict"], "paper": _text(c.get("cite") or c.get("paper")),
+            "says": c["says"], "a": c["a"], "b": c["b"],
+            "expects": c["expect"] + (f" (margin {margin:g})" if margin else ""),
+        }  # fmt: skip
+        tasks = r.get("tasks") or []
+        _expect(isinstance(tasks, list), "'tasks' is not a list")
+        if not tasks:
+            note = " ".join([_text(r.get("reason")), *(f"[{_text(cmd)}]" for cmd in r.get("commands") or [])])
+            rows.append({**head, "task": ", ".join(map(_text, c.get("tasks") or [])), "note": note.strip()})
+        for t in tasks:
+            _expect(isinstance(t, dict), "a task row is not an object")
+            values = {k: _number(t.get(k)) for k in ("score_a", "score_b", "delta", "ci_low", "ci_high")}
+            rows.append(
+                {
+                    **head,
+                    "task": _text(t.get("task")) + ("" if t.get("split") == "test" else f" [{_text(t.get('split'))}]"),
+                    "metric": _text(t.get("metric")),
+                    **{k: SCALE * v for k, v in values.items()},
+                    "p_adjusted": _number(t.get("p_adjusted")),
+                    "task_verdict": _text(t.get("verdict")),
+                    "note": "",
+                }
+            )
+    return rows
+
+
+def load_claims(root: str | os.PathLike[str]) -> Claims:
+    """The verdicts stored in ``<root>/_claims/claims.json`` (an empty table when there are none; a bad file gives
+    an empty table and a warning naming it)."""
+    path = os.path.join(root, *CLAIMS_FILE)
+    empty = pd.DataFrame(columns=CLAIM_COLUMNS)
+    if not os.path.isfile(path):
+        return Claims(empty)
+    rel = "/".join(CLAIMS_FILE)
+    try:
+        doc = _read_json(path)
+        table = pd.DataFrame(_claim_rows(doc), columns=CLAIM_COLUMNS)
+    except _Skip as e:
+        return Claims(empty, warning=f"{rel}: {e}; skipped")
+    return Claims(table, f"{_text(doc.get('date'))}, code {_text(doc.get('code_revision'))[:12]}")

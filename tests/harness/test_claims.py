@@ -18,11 +18,9 @@ from zoo.errors import ZooError
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def results(tmp_path: Path) -> Path:
-    """Toy records: ``strong`` beats ``base`` on retrieval, ``same`` is ``base`` with noise, ``weak`` loses;
-    on STS ``close`` is 0.3 points below ``base``."""
-    root = tmp_path / "results"
+def toy_results(root: Path) -> Path:
+    """Toy records: on retrieval ``strong`` beats ``base`` and ``weak`` is another draw of it; on STS ``close`` is
+    ``base`` with a little noise, ``bad`` with much, and ``strong`` (a run with options) equals ``base``."""
     base_run, qrels = _toy_ranked(0)
     strong_run, _ = _toy_ranked(0, shift=0.6)
     _store_ranked(root, "base", "toy/ret", base_run, qrels)
@@ -36,6 +34,16 @@ def results(tmp_path: Path) -> Path:
     _store_sts(root, "bad", "toy/sts", pred + rng.normal(scale=2.0, size=400), gold)
     _store_sts(root, "strong", "toy/sts", pred, gold, revision="r1+mode-x")  # a run with a factory option
     return root
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    return toy_results(tmp_path / "results")
+
+
+def toy_claims(tmp_path: Path) -> Path:
+    """A claims folder with one claim of each verdict (:data:`CLAIMS`) over :func:`toy_results`."""
+    return _claims(tmp_path, CLAIMS)
 
 
 def _claims(tmp_path: Path, body: str) -> Path:

@@ -21,7 +21,7 @@ from leaderboard import data
 from tests.leaderboard.conftest import BAD_COMPARISON, BROKEN, COMPARED_TASKS, EVIL, FUTURE, OLD_DATE
 
 APP = str(Path(__file__).resolve().parents[2] / "leaderboard" / "app.py")
-TABS = ["Overview", "Tasks", "Model", "Compare", "Plots"]
+TABS = ["Overview", "Tasks", "Model", "Compare", "Plots", "Claims"]
 
 
 # Expected values, from the records ================================================================
@@ -339,3 +339,33 @@ def test_untrusted_text_is_escaped(app: AppTest) -> None:
     for p in protos:
         body = getattr(p, "body", "")
         assert "<img" not in body.replace("\\<img", ""), body
+
+
+# Claims ===========================================================================================
+
+
+def test_claims_tab_shows_the_stored_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.claims import claims_path
+    from harness.cli import main
+    from tests.harness.test_claims import toy_claims, toy_results
+
+    root = toy_results(tmp_path / "results")
+    monkeypatch.setenv("ZOOBENCH_RESULTS", str(root))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert any("No stored claim verdicts" in i.value for i in _tab(at, "Claims").info)
+    assert main(["claims", "--claims", str(toy_claims(tmp_path)), "--results", str(root)]) == 0
+    stored = json.loads(claims_path(root).read_text())["claims"]
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    shown = _tab(at, "Claims").dataframe[0].value.set_index("claim")
+    assert shown.loc["toy/better", "verdict"] == "held" and shown.loc["toy/worse", "verdict"] == "not held"
+    assert shown.loc["toy/tie", "verdict"] == "inconclusive" and shown.loc["toy/missing", "verdict"] == "missing"
+    assert "zoobench run --model absent" in shown.loc["toy/missing", "note"]
+    for r in stored:
+        for t in r["tasks"]:
+            row = shown.loc[r["claim"]["id"]]
+            assert row["delta"] == pytest.approx(100 * t["delta"])
+            assert row["p_adjusted"] == pytest.approx(t["p_adjusted"])
+            assert row["score_b"] == pytest.approx(100 * t["score_b"]) and row["task_verdict"] == t["verdict"]
+    assert len(load_results(root)[1]) == 0  # the stored verdicts are not read as records
