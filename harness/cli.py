@@ -187,7 +187,10 @@ def _task_ids(args: argparse.Namespace) -> list[str]:
 
     if args.suite:
         return list(get_suite(args.suite, args.data_dir))
-    return [t.strip() for t in args.tasks.split(",") if t.strip()]
+    ids = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not ids:
+        raise ZooError(f"--tasks {args.tasks!r}: no task id (give comma-separated ids, e.g. local/scifact,local/stsb)")
+    return ids
 
 
 def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
@@ -229,8 +232,12 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _results(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
     from harness.results import load_results
 
+    if not Path(args.results).is_dir():
+        raise ZooError(f"no results folder {args.results!r} (zoobench run --model M --suite S --results DIR)")
     records, warnings = load_results(args.results)
     for w in warnings:
         print(f"zoobench: warning: skipped {w}", file=sys.stderr)

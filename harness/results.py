@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -109,12 +110,18 @@ class TaskResult:
         missing = sorted(required - set(d))
         if missing:
             raise ZooError(f"{source}: result record lacks {', '.join(missing)}")
+        _check_scores(d["scores"], f"{source}: scores")
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def save(self, results_dir: str | os.PathLike[str]) -> Path:
-        """Write atomically to :func:`result_path`; returns the path."""
+        """Write atomically to :func:`result_path`; returns the path.
+
+        Raises:
+            ZooError: a score that is not a finite number (naming the task and the metric).
+        """
         path = result_path(results_dir, self.model, self.revision, self.task_id)
-        atomic_write(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False).encode() + b"\n")
+        _check_scores(self.scores, f"{self.task_id}: scores")
+        atomic_write(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False).encode() + b"\n")
         return path
 
     @classmethod
@@ -131,6 +138,20 @@ class TaskResult:
         if not isinstance(d, dict):
             raise ZooError(f"{path}: result record is not a JSON object")
         return cls.from_dict(d, source=str(path))
+
+
+def _check_scores(scores: Any, where: str) -> None:
+    """``{split: {metric: finite number, "main_score": ...}}`` with at least one split, else a ZooError."""
+    if not isinstance(scores, dict):
+        raise ZooError(f"{where} must be a table of splits, got {scores!r}")
+    if not scores:
+        raise ZooError(f"{where} is empty: no split was evaluated")
+    for split, metrics in scores.items():
+        if not isinstance(metrics, dict) or "main_score" not in metrics:
+            raise ZooError(f"{where}.{split} has no main_score")
+        for metric, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ZooError(f"{where}.{split}.{metric} must be a finite number, got {value!r}")
 
 
 def _safe(part: str) -> str:
@@ -194,13 +215,20 @@ def write_qrels(path: Path, qrels: dict[str, dict[str, int]]) -> None:
 def _gz_fields(path: str | os.PathLike[str], names: str) -> Iterator[list[str]]:
     """The whitespace-separated fields of each non-blank line of a gzipped TREC file."""
     n = len(names.split())
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if parts and len(parts) != n:
-                raise ZooError(f"{path}:{lineno}: expected {n} fields ({names}), got {len(parts)}")
-            if parts:
-                yield parts
+    lineno = 0
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                parts = line.split()
+                if parts and len(parts) != n:
+                    raise ZooError(f"{path}:{lineno}: expected {n} fields ({names}), got {len(parts)}")
+                if parts:
+                    yield parts
+    except (OSError, EOFError, UnicodeDecodeError) as e:  # gzip.BadGzipFile is an OSError
+        raise ZooError(
+            f"{path}: unreadable after line {lineno} ({type(e).__name__}: {e}); "
+            "rerun the model on the task with --overwrite"
+        ) from None
 
 
 def read_qrels(path: str | os.PathLike[str]) -> dict[str, dict[str, int]]:

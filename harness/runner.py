@@ -93,13 +93,19 @@ def evaluate(
         The records of the tasks that the model could run, in task order (stored ones included).
 
     Raises:
-        ZooError: unknown model or task, bad data, or a model that can run none of the tasks.
+        ZooError: unknown model or task, bad data, a model that can run none of the tasks, a batch size below 1,
+            or a results or cache folder that is a file.
 
     Example:
         >>> records = evaluate("test-random", ["local/stsb"], results_dir="/tmp/results")
         >>> records[0].main_score, round(records[0].get_score(), 3)
         ('cosine_spearman', 0.461)
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ZooError(f"batch size must be at least 1, got {batch_size!r} (--batch-size)")
+    for folder, flag in ((results_dir, "--results"), (cache_dir, "--cache-dir")):
+        if folder is not None and os.path.exists(folder) and not os.path.isdir(folder):
+            raise ZooError(f"{folder} is not a folder ({flag}): name a folder, or one to be created")
     card = get_card(model) if isinstance(model, str) else model.card
     revision = result_revision(card.revision, model_kwargs)
     task_objs = [get_task(t, data_dir) if isinstance(t, str) else t for t in tasks]  # fail early on bad ids

@@ -7,6 +7,7 @@ line of the first bad record in a one-line ``ZooError``.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ __all__ = [
     "number_field",
     "split_fields",
     "int_field",
+    "float_field",
+    "check_unique",
+    "add_judgement",
+    "check_varies",
     "read_beir",
 ]
 
@@ -80,6 +85,8 @@ def jsonl_records(path: Path, fields: tuple[str, ...]) -> Iterator[tuple[int, di
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise ZooError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+        except ValueError as e:  # an integer of more than 4300 digits
+            raise ZooError(f"{path}:{lineno}: invalid JSON ({e})") from None
         if not isinstance(rec, dict):
             raise ZooError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
         missing = [f for f in fields if f not in rec]
@@ -99,7 +106,13 @@ def text_field(value: Any, path: Path, lineno: int, what: str, *, allow_empty: b
 def number_field(value: Any, path: Path, lineno: int, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ZooError(f"{path}:{lineno}: {what} must be a number, got {value!r}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        number = math.inf
+    if not math.isfinite(number):  # JSON readers accept NaN, Infinity and 1e999
+        raise ZooError(f"{path}:{lineno}: {what} must be a finite number, got {number!r}")
+    return number
 
 
 def split_fields(line: str, n: int, path: Path, lineno: int, sep: str | None, names: str) -> list[str]:
@@ -118,30 +131,81 @@ def int_field(value: str, path: Path, lineno: int, what: str) -> int:
         raise ZooError(f"{path}:{lineno}: {what} must be an integer, got {value!r}") from None
 
 
+def float_field(value: str, path: Path, lineno: int, what: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ZooError(f"{path}:{lineno}: {what} must be a number, got {value!r}") from None
+    return number_field(number, path, lineno, what)
+
+
+# VALIDATION: what every reader checks beyond the syntax of a line ================================
+# ``at`` names the file and line (or record) of the value being read; ``unit`` is "line" or "record".
+
+
+def check_unique(first: dict[str, int], key: str, n: int, at: str, what: str, unit: str = "line") -> None:
+    """Remember that ``key`` is at line ``n``; a second line with it is an error (the later one would win)."""
+    seen = first.setdefault(key, n)
+    if seen != n:
+        raise ZooError(f"{at}: duplicate {what} {key!r} (first on {unit} {seen}); each id must be unique")
+
+
+def add_judgement(
+    qrels: dict[str, dict[str, int]],
+    first: dict[tuple[str, str], int],
+    qid: str,
+    did: str,
+    rel: int,
+    n: int,
+    at: str,
+    unit: str = "line",
+) -> None:
+    """Add one judgement: a repeat of an earlier one is accepted, a conflicting one is an error."""
+    docs = qrels.setdefault(qid, {})
+    if did in docs and docs[did] != rel:
+        raise ZooError(
+            f"{at}: query {qid!r}, document {did!r} judged {rel} here and {docs[did]} on {unit} {first[qid, did]}; "
+            "keep one judgement"
+        )
+    first.setdefault((qid, did), n)
+    docs[did] = rel
+
+
+def check_varies(values: list[Any], path: Path, what: str) -> None:
+    """Gold labels or scores that are all equal make every score meaningless (a correlation is NaN)."""
+    if values and all(v == values[0] for v in values):
+        raise ZooError(f"{path}: every {what} is {values[0]!r}; an evaluation split needs at least two different ones")
+
+
 def read_beir(folder: Path, split: str) -> RetrievalData:
     """Read corpus.jsonl, queries.jsonl and qrels/<split>.tsv; keep only the queries that are judged."""
     qrels_path = folder / "qrels" / f"{split}.tsv"
     qrels: dict[str, dict[str, int]] = {}
+    judged: dict[tuple[str, str], int] = {}
     for lineno, line in lines(qrels_path):
         qid, did, score = split_fields(line, 3, qrels_path, lineno, "\t", "query-id, corpus-id, score")
         if lineno == 1 and score.strip() == "score":
             continue
-        qrels.setdefault(qid, {})[did] = int_field(score, qrels_path, lineno, "score")
+        rel = int_field(score, qrels_path, lineno, "score")
+        add_judgement(qrels, judged, qid, did, rel, lineno, f"{qrels_path}:{lineno}")
     if not qrels:
         raise ZooError(f"{qrels_path}: no judgements")
     corpus: dict[str, str] = {}
     path = folder / "corpus.jsonl"
+    first: dict[str, int] = {}
     for lineno, rec in jsonl_records(path, ("_id", "text")):
         # Empty documents occur in real collections (Cranfield 471, 995); they stay, as in BEIR/MTEB.
         title = text_field(rec.get("title") or "", path, lineno, "title", allow_empty=True)
         body = text_field(rec["text"], path, lineno, "text", allow_empty=True)
+        check_unique(first, str(rec["_id"]), lineno, f"{path}:{lineno}", "_id")
         corpus[str(rec["_id"])] = f"{title} {body}".strip() if title else body
     path = folder / "queries.jsonl"
-    queries = {
-        str(rec["_id"]): text_field(rec["text"], path, lineno, "text")
-        for lineno, rec in jsonl_records(path, ("_id", "text"))
-        if str(rec["_id"]) in qrels
-    }
+    queries: dict[str, str] = {}
+    first = {}
+    for lineno, rec in jsonl_records(path, ("_id", "text")):
+        check_unique(first, str(rec["_id"]), lineno, f"{path}:{lineno}", "_id")
+        if str(rec["_id"]) in qrels:
+            queries[str(rec["_id"])] = text_field(rec["text"], path, lineno, "text")
     unknown_q = next((q for q in qrels if q not in queries), None)
     if unknown_q is not None:
         raise ZooError(f"{qrels_path}: query-id {unknown_q!r} is not in {folder / 'queries.jsonl'}")

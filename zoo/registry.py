@@ -24,6 +24,7 @@ import fnmatch
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import json
 import os
 import tempfile
@@ -379,6 +380,7 @@ def create_model(name: str, *, lazy: bool = False, **kwargs: Any) -> Any:
         (1, 64)
     """
     entry, card = _lookup(name)
+    _check_options(card.name, entry, kwargs)
     cls = _model_class(entry) if lazy else None
     if cls is None:
         return entry.factory(card=card, **kwargs)
@@ -391,6 +393,36 @@ def create_model(name: str, *, lazy: bool = False, **kwargs: Any) -> Any:
     for attribute, value in (known(**kwargs) if callable(known) else {}).items():
         setattr(lazy, attribute, value)
     return lazy
+
+
+def _keywords(function: Callable[..., Any]) -> tuple[set[str], bool]:
+    """The keyword parameters of ``function`` (``card`` and ``model`` excepted), and whether it takes ``**kwargs``."""
+    params = inspect.signature(function).parameters.values()
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self", "card", "model"}
+    return names, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _check_options(name: str, entry: _Entry, kwargs: Mapping[str, Any]) -> None:
+    """Refuse a factory option that the model does not have, before anything loads (a lazy model would otherwise
+    fail at its first call with a TypeError). Known: the factory's keywords, else those of the ``__init__`` of the
+    class it returns along the class's bases, plus the class's ``factory_options``."""
+    known, more = _keywords(entry.factory)
+    cls = _model_class(entry) if more else None
+    if cls is not None:
+        known |= set(getattr(cls, "factory_options", ()))
+        for base in cls.__mro__:
+            if "__init__" in vars(base):
+                names, more = _keywords(base.__init__)
+                known |= names
+                if not more:
+                    break
+    if more:  # options passed on to code that does not declare them: cannot tell
+        return
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ZooError(
+            f"model {name}: unknown option {unknown[0]!r} (--model-kwarg); its options: {', '.join(sorted(known))}"
+        )
 
 
 def list_models(pattern: str = "*") -> list[str]:

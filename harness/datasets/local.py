@@ -2,7 +2,7 @@
 
 A folder ``<data dir>/<name>`` becomes task ``local/<name>``. Its type comes from an optional
 ``task.toml`` in the folder (keys: ``type``, ``main_score``, ``splits``, ``train_split``,
-``languages``, ``description``, and an ``[options]`` table over the type's default options) or else
+``languages``, ``description``, ``revision``, and an ``[options]`` table over the type's default options) or else
 from these rules, first match wins:
 
 ================================================  =====================
@@ -41,6 +41,7 @@ from harness.datasets.trec_dl import read_trec_folder
 from harness.spec import TaskSpec
 from zoo.datafiles import (
     RetrievalData,
+    check_varies,
     jsonl_records,
     number_field,
     read_beir,
@@ -111,8 +112,11 @@ def read_pairs(folder: Path, split: str, gold_field: str) -> PairData:
         s1.append(text_field(rec["sentence1"], path, lineno, "sentence1"))
         s2.append(text_field(rec["sentence2"], path, lineno, "sentence2"))
         gold.append(number_field(rec[gold_field], path, lineno, gold_field))
+        if gold_field == "label" and gold[-1] not in (0, 1):
+            raise ZooError(f"{path}:{lineno}: label must be 0 or 1, got {rec['label']!r}")
     if not gold:
         raise ZooError(f"{path}: no records")
+    check_varies(gold, path, gold_field)
     return PairData(s1, s2, gold)
 
 
@@ -127,6 +131,7 @@ def read_labelled(folder: Path, split: str) -> LabelledData:
         labels.append(str(rec["label"]))
     if not texts:
         raise ZooError(f"{path}: no records")
+    check_varies(labels, path, "label")  # one class: nothing to classify, a train split fails to fit
     return LabelledData(texts, labels)
 
 
@@ -191,6 +196,38 @@ def _first_record(path: Path) -> dict[str, Any]:
     raise ZooError(f"{path}: no records")
 
 
+# The keys of a task.toml and the type of each value.
+_TOML_KEYS = {
+    "type": str,
+    "main_score": str,
+    "splits": list,
+    "train_split": str,
+    "languages": list,
+    "description": str,
+    "revision": str,
+    "options": dict,
+}
+
+
+def _check_task_toml(info: dict[str, Any], path: Path) -> None:
+    unknown = sorted(set(info) - set(_TOML_KEYS))
+    if unknown:
+        raise ZooError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(_TOML_KEYS)})")
+    for key, kind in _TOML_KEYS.items():
+        value = info.get(key)
+        if value is None or isinstance(value, kind) and kind is not list:
+            continue
+        if kind is dict:
+            raise ZooError(f"{path}: {key} must be a table, got {value!r} (write [{key}] and its keys below it)")
+        if kind is str:
+            raise ZooError(f"{path}: {key} must be a string, got {value!r}")
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            example = f'{key} = ["{value}"]' if isinstance(value, str) else f'{key} = ["test"]'
+            raise ZooError(f"{path}: {key} must be a list of strings, got {value!r} (write {example})")
+        if not value:
+            raise ZooError(f"{path}: {key} must be a non-empty list")
+
+
 def _eval_split(splits: list[str]) -> str | None:
     return "test" if "test" in splits else ("dev" if "dev" in splits else None)
 
@@ -211,6 +248,7 @@ def detect(folder: Path) -> dict[str, Any] | None:
             info = tomllib.loads(toml_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ZooError(f"{toml_path}: invalid TOML ({e})") from None
+        _check_task_toml(info, toml_path)
     # The layout decides where the splits are; task.toml may still override the type and splits.
     if (folder / "queries.jsonl").exists() and (folder / "qrels").is_dir():
         if not (folder / "corpus.jsonl").exists():

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.spec import TaskSpec
+from zoo.datafiles import add_judgement, check_unique, float_field, lines, split_fields
 from zoo.errors import ZooError
 
 __all__ = ["TrecData", "read_trec_folder", "local_options", "specs", "spec", "load", "checksum", "SPECS"]
@@ -146,21 +147,26 @@ class TrecData:
     def queries(self) -> dict[str, str]:
         """``{query_id: text}`` of every query (an empty text is an error)."""
         out: dict[str, str] = {}
+        first: dict[str, int] = {}
         with _reading(self.where["queries"]) as pos:
             for rec in self.dataset.queries_iter():
                 pos.n += 1
+                at = f"{self.where['queries']}: record {pos.n}"
                 if not rec.default_text().strip():
-                    raise ZooError(f"{self.where['queries']}: record {pos.n}: empty text for query {rec.query_id!r}")
+                    raise ZooError(f"{at}: empty text for query {rec.query_id!r}")
+                check_unique(first, rec.query_id, pos.n, at, "query id", "record")
                 out[rec.query_id] = rec.default_text()
         return out
 
     def qrels(self) -> dict[str, dict[str, int]]:
         """``{query_id: {doc_id: graded relevance}}``."""
         out: dict[str, dict[str, int]] = {}
+        first: dict[tuple[str, str], int] = {}
         with _reading(self.where["qrels"]) as pos:
             for rec in self.dataset.qrels_iter():
                 pos.n += 1
-                out.setdefault(rec.query_id, {})[rec.doc_id] = int(rec.relevance)
+                at = f"{self.where['qrels']}: record {pos.n}"
+                add_judgement(out, first, rec.query_id, rec.doc_id, int(rec.relevance), pos.n, at, "record")
         if not out:
             raise ZooError(f"{self.where['qrels']}: no judgements")
         return out
@@ -186,12 +192,15 @@ class TrecData:
         """``{doc_id: text}`` of the documents in ``ids`` that the collection has (all when None)."""
         wanted = None if ids is None else set(ids)
         out: dict[str, str] = {}
+        first: dict[str, int] = {}
         with _reading(self.where["docs"]) as pos:
             if self.lookup and wanted is not None:
                 return {d.doc_id: d.default_text() for d in self.dataset.docs_store().get_many_iter(wanted)}
             for doc in self.dataset.docs_iter():
                 pos.n += 1
-                if wanted is None or doc.doc_id in wanted:
+                if wanted is None or doc.doc_id in wanted:  # a repeat of a wanted id after the last one goes unseen
+                    at = f"{self.where['docs']}: record {pos.n}"
+                    check_unique(first, doc.doc_id, pos.n, at, "document id", "record")
                     out[doc.doc_id] = doc.default_text()
                     if wanted is not None and len(out) == len(wanted):
                         break
@@ -206,6 +215,24 @@ def _run_file(folder: Path) -> Path | None:
     if len(runs) > 1:
         raise ZooError(f"{folder}: several run files ({', '.join(p.name for p in runs)}); keep one first-stage run")
     return runs[0] if runs else None
+
+
+def _strict_run(path: Path) -> Any:
+    """A local run file as ir_datasets scored docs, each line ``qid Q0 docid rank score tag`` with a finite score.
+
+    ir_datasets' own reader also takes 2- and 3-column lines, and reads a 5-column line as the fields of the line
+    before it (a malformed line then looks like a repeated document).
+    """
+    from ir_datasets.formats import GenericScoredDoc, TrecScoredDocs
+    from ir_datasets.util import LocalDownload
+
+    class StrictRun(TrecScoredDocs):
+        def scoreddocs_iter(self) -> Iterator[Any]:
+            for lineno, line in lines(path):
+                qid, _, did, _, score, _ = split_fields(line, 6, path, lineno, None, "qid Q0 docid rank score tag")
+                yield GenericScoredDoc(qid, did, float_field(score, path, lineno, "score"))
+
+    return StrictRun(LocalDownload(str(path), mkdir=False))
 
 
 def local_options(folder: Path) -> dict[str, Any]:
@@ -226,8 +253,6 @@ def read_trec_folder(folder: Path, split: str) -> TrecData:
     """
     ird = _ir_datasets()
     from ir_datasets.datasets.base import Dataset
-    from ir_datasets.formats import TrecScoredDocs
-    from ir_datasets.util import LocalDownload
 
     paths = {arg: folder / name for arg, name in _FOLDER_FILES.items()}
     missing = next((p for p in paths.values() if not p.is_file()), None)
@@ -236,7 +261,7 @@ def read_trec_folder(folder: Path, split: str) -> TrecData:
     run = _run_file(folder)
     parts = [ird.create_dataset(**{arg: str(p) for arg, p in paths.items()})]
     if run is not None:
-        parts.append(TrecScoredDocs(LocalDownload(str(run), mkdir=False)))
+        parts.append(_strict_run(run))
     where = {
         "docs": str(paths["docs_tsv"]),
         "queries": str(paths["queries_tsv"]),

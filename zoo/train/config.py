@@ -301,6 +301,16 @@ def load_recipe(recipe: str | Path | dict[str, Any], overrides: Iterable[str] = 
     return cfg
 
 
+# Float settings of a stage: (key, test, the rule as the error states it); every one must also be finite.
+_STAGE_NUMBERS = (
+    ("lr", lambda v: v > 0, "a finite lr > 0"),
+    ("weight_decay", lambda v: v >= 0, "a finite weight_decay >= 0"),
+    ("warmup_ratio", lambda v: 0 <= v <= 1, "a warmup_ratio between 0 and 1"),
+    ("grad_clip", lambda v: v >= 0, "a finite grad_clip >= 0"),
+    ("alpha", lambda v: True, "a finite alpha"),
+)
+
+
 def _check(cfg: TrainConfig, where: str) -> None:
     if not cfg.stages:
         raise ZooError(f"{where}: no [[stages]]")
@@ -313,6 +323,10 @@ def _check(cfg: TrainConfig, where: str) -> None:
     for s in cfg.stages:
         if s.steps < 0 or s.batch_size < 1:
             raise ZooError(f"{where}: stage {s.name!r} needs steps >= 0 and batch_size >= 1")
+        for key, ok, rule in _STAGE_NUMBERS:
+            value = getattr(s, key)
+            if not (math.isfinite(value) and ok(value)):
+                raise ZooError(f"{where}: stage {s.name!r} needs {rule}, got {value!r} (stages.{s.name}.{key})")
         if not s.sources:
             raise ZooError(f"{where}: stage {s.name!r} has no [[stages.sources]]")
         src_names = [src.name for src in s.sources]
