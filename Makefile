@@ -15,7 +15,7 @@ export IR_DATASETS_HOME ?= $(CURDIR)/.cache/ir_datasets
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 export ZOOBENCH_CACHE ?= $(CURDIR)/.cache/embeddings
 
-.PHONY: install test test-all test-browser demo lint clean
+.PHONY: install test test-fidelity test-all test-browser demo lint clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	python3 -m venv $(VENV)
@@ -28,7 +28,10 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-test-all: $(STAMP)  ## also the slow tests
+test-fidelity: $(STAMP)  ## real pretrained baselines on the shared data against their published scores
+	$(PY) -m pytest -q -m fidelity
+
+test-all: $(STAMP)  ## also the slow, fidelity and browser tests
 	$(PY) -m pytest -q -m ""
 
 test-browser: $(STAMP)  ## the leaderboard in headless Chromium (installs chromium with apt-get if missing)

@@ -11,6 +11,8 @@ import pytest
 import harness
 import zoo
 
+pytestmark = pytest.mark.fidelity  # `make test-fidelity` (run by .ci/run), not the default suite
+
 
 @pytest.fixture(scope="module")
 def minilm():
