@@ -244,7 +244,9 @@ def write_run(path: Path, run: dict[str, dict[str, float]], tag: str) -> None:
     lines = []
     for qid, docs in run.items():
         ranked = trec_sorted(docs)
-        lines.extend(f"{qid} Q0 {did} {rank} {score:.6f} {tag}" for rank, (did, score) in enumerate(ranked, 1))
+        # repr: the shortest text that reads back as the same float, so no two scores tie after a round trip
+        # (6 decimals made near-equal scores equal, and the metric recomputed from the file differ from the record's)
+        lines.extend(f"{qid} Q0 {did} {rank} {float(score)!r} {tag}" for rank, (did, score) in enumerate(ranked, 1))
     atomic_write(path, gzip.compress("".join(line + "\n" for line in lines).encode(), mtime=0))
 
 

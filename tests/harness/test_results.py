@@ -174,14 +174,28 @@ def test_write_run_read_run_roundtrip(tmp_path: Path) -> None:
     assert read_run(path) == run
     lines = gzip.decompress(path.read_bytes()).decode().splitlines()
     assert lines == [
-        "q1 Q0 d2 1 0.750000 my-model",
-        "q1 Q0 d1 2 0.250000 my-model",
-        "q1 Q0 d3 3 -1.500000 my-model",
-        "q2 Q0 d9 1 3.000000 my-model",
+        "q1 Q0 d2 1 0.75 my-model",
+        "q1 Q0 d1 2 0.25 my-model",
+        "q1 Q0 d3 3 -1.5 my-model",
+        "q2 Q0 d9 1 3.0 my-model",
     ]
     first = path.read_bytes()
     write_run(path, run, tag="my-model")
     assert path.read_bytes() == first  # mtime=0: byte-identical reruns
+
+
+def test_near_equal_scores_survive_the_run_file(tmp_path: Path) -> None:
+    """Scores 1e-9 apart (a near-constant model) keep their order: with 6 decimals they tied, trec_eval broke the
+    ties by document id, and the nDCG recomputed from the file differed from the record's."""
+    from harness.metrics import evaluate_run
+
+    run = {"q": {f"d{i}": 0.5 + i * 1e-9 for i in range(30)}}
+    qrels = {"q": {"d29": 1, "d28": 1}}
+    path = tmp_path / "x.test.trec.gz"
+    write_run(path, run, tag="m")
+    assert read_run(path) == run
+    assert evaluate_run(qrels, read_run(path), ["ndcg@10"]) == evaluate_run(qrels, run, ["ndcg@10"])
+    assert evaluate_run(qrels, run, ["ndcg@10"])["ndcg@10"] == pytest.approx(1.0)
 
 
 def test_read_run_rejects_bad_lines(tmp_path: Path) -> None:
