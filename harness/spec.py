@@ -22,6 +22,8 @@ class TaskSpec:
         main_score: the headline metric; ``None`` means the type's default.
         train_split: the split a classifier is trained on (classification only).
         description, license, revision, citation: provenance shown in listings and records.
+        instruction: what an instruction-following encoder is told the task is (``zoo.protocols.INSTRUCTION``);
+            empty: the task type's default.
         options: type-specific settings that change the numbers (recorded with every result).
     """
 
@@ -37,4 +39,5 @@ class TaskSpec:
     license: str | None = None
     revision: str | None = None
     citation: str | None = None
+    instruction: str = ""
     options: dict[str, Any] = field(default_factory=dict, hash=False)

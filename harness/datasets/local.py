@@ -2,7 +2,8 @@
 
 A folder ``<data dir>/<name>`` becomes task ``local/<name>``. Its type comes from an optional
 ``task.toml`` in the folder (keys: ``type``, ``main_score``, ``splits``, ``train_split``,
-``languages``, ``description``, ``revision``, and an ``[options]`` table over the type's default options) or else
+``languages``, ``description``, ``instruction``, ``revision``, and an ``[options]`` table over the type's default
+options) or else
 from these rules, first match wins:
 
 ================================================  =====================
@@ -196,6 +197,19 @@ def _first_record(path: Path) -> dict[str, Any]:
     raise ZooError(f"{path}: no records")
 
 
+# Instructions of known folders (a task.toml ``instruction`` wins): e5-mistral's / gte-Qwen2's MTEB instructions where
+# the task is the same; the others fall back to their type's (``harness.tasks``).
+INSTRUCTIONS = {
+    "scifact": "Given a scientific claim, retrieve documents that support or refute the claim",
+    "trec-dl-2019-passage": "Given a web search query, retrieve relevant passages that answer the query",
+    "banking77": "Given a online banking query, find the corresponding intents",
+    "trec-qc": "Classify the type of answer the given question asks for",
+    "wikiqa-reranking": "Given a question, retrieve Wikipedia passages that answer the question",
+    "cranfield": "Given a question about aerodynamics, retrieve abstracts that answer it",
+    "mrpc": "Retrieve sentences that paraphrase the given sentence",
+}
+
+
 # The keys of a task.toml and the type of each value.
 _TOML_KEYS = {
     "type": str,
@@ -204,6 +218,7 @@ _TOML_KEYS = {
     "train_split": str,
     "languages": list,
     "description": str,
+    "instruction": str,
     "revision": str,
     "options": dict,
 }
@@ -327,6 +342,7 @@ def _to_spec(name: str, folder: Path, info: dict[str, Any]) -> TaskSpec:
         main_score=info.get("main_score"),
         train_split=info.get("train_split"),
         description=info.get("description", ""),
+        instruction=info.get("instruction", INSTRUCTIONS.get(name, "")),
         revision=info.get("revision"),
         options={**_OPTIONS.get(info["type"], lambda folder: {})(folder), **info.get("options", {})},
     )

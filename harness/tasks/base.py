@@ -18,7 +18,7 @@ import numpy as np
 
 from harness.cache import EmbeddingCache
 from harness.spec import TaskSpec
-from zoo.protocols import Encoder, HybridEncoder, Kind, SparseEncoder
+from zoo.protocols import Encoder, HybridEncoder, Kind, SparseEncoder, takes_instruction
 
 __all__ = [
     "TaskSpec",
@@ -65,6 +65,7 @@ class EvalContext:
     batch_size: int = 32
     progress: bool = True
     cache: EmbeddingCache | None = None
+    instruction: str = ""  # the task's, for a model whose card prompts take one (zoo.protocols.INSTRUCTION)
     timings: dict[str, float] = field(default_factory=dict)
 
     def add_time(self, key: str, seconds: float) -> None:
@@ -96,19 +97,26 @@ def _model_name(model: Any) -> str:
 class Task:
     """Base of the task types: ``evaluate`` loops over splits and calls ``_evaluate_split``.
 
-    Subclasses set ``type``, ``main_score`` (the default headline metric), ``metrics`` (all the
+    Subclasses set ``type``, ``main_score`` (the default headline metric), ``instruction`` (what an
+    instruction-following encoder is told when the spec has none), ``metrics`` (all the
     metrics ``_evaluate_split`` returns), ``requires`` (the
     protocols of which a model must implement at least one) and implement ``_evaluate_split``.
     """
 
     type: ClassVar[str]
     main_score: ClassVar[str]
+    instruction: ClassVar[str] = "Retrieve semantically similar text."
     metrics: ClassVar[tuple[str, ...]]
     requires: ClassVar[tuple[type, ...]] = (Encoder,)
 
     def __init__(self, spec: TaskSpec, source: ModuleType) -> None:
         self.spec = spec
         self.source = source
+
+    @property
+    def task_instruction(self) -> str:
+        """The spec's instruction, else the type's (``zoo.protocols.INSTRUCTION``)."""
+        return self.spec.instruction or self.instruction
 
     @property
     def main_metric(self) -> str:
@@ -155,7 +163,9 @@ class Task:
         if not self.supports(model):
             need = " or ".join(p.__name__ for p in self.requires)
             raise TypeError(f"model {_model_name(model)} cannot run {self.type} task {self.spec.id}: needs {need}")
-        ctx = EvalContext(self.spec.id, batch_size=batch_size, progress=progress, cache=cache)
+        ctx = EvalContext(
+            self.spec.id, batch_size=batch_size, progress=progress, cache=cache, instruction=self.task_instruction
+        )
         out = TaskOutput({}, {}, {}, {}, {}, ctx.timings)
         for split in self.spec.splits:
             t0 = time.perf_counter()
@@ -200,12 +210,15 @@ def _blocks(
 _METHODS = {"dense": "encode", "sparse": "encode_sparse"}
 
 
-def _forward(model: Any, texts: list[str], kind: Kind, batch_size: int, outputs: tuple[str, ...]) -> dict[str, Any]:
-    """``{output: values}`` of ``texts``: one ``encode_hybrid`` call for both outputs when the model has it."""
+def _forward(
+    model: Any, texts: list[str], kind: Kind, batch_size: int, outputs: tuple[str, ...], extra: dict[str, str]
+) -> dict[str, Any]:
+    """``{output: values}`` of ``texts``: one ``encode_hybrid`` call for both outputs when the model has it.
+    ``extra``: ``{"instruction": ...}`` for a model whose card prompt takes one, else empty."""
     if len(outputs) > 1 and isinstance(model, HybridEncoder):
-        dense, sparse = model.encode_hybrid(texts, kind=kind, batch_size=batch_size)
+        dense, sparse = model.encode_hybrid(texts, kind=kind, batch_size=batch_size, **extra)
         return {"dense": dense, "sparse": sparse}
-    return {o: getattr(model, _METHODS[o])(texts, kind=kind, batch_size=batch_size) for o in outputs}
+    return {o: getattr(model, _METHODS[o])(texts, kind=kind, batch_size=batch_size, **extra) for o in outputs}
 
 
 def _finite_rows(vectors: Any, ctx: EvalContext) -> list[np.ndarray]:
@@ -242,14 +255,18 @@ def _encode(
     Each unique text is looked up in the cache. What a text lacks is computed by one model call for all its
     missing outputs (:func:`_forward`), in length-sorted blocks (uniform batches), and appended to the cache
     every ``CACHE_FLUSH`` texts, so an interrupted run keeps what it encoded. ``texts_encoded`` counts the
-    texts the model saw, ``texts_cached`` those it did not.
+    texts the model saw, ``texts_cached`` those it did not. A model whose card prompt for ``kind`` takes an
+    instruction (``zoo.protocols.takes_instruction``) is given the task's, and the cache key holds it.
     """
     t0 = time.perf_counter()
     unique = list(dict.fromkeys(texts))
     caches = {} if ctx.cache is None else {"dense": ctx.cache, "sparse": ctx.cache.sparse}
+    card = getattr(model, "card", None)
+    extra = {"instruction": ctx.instruction} if card is not None and takes_instruction(card, kind) else {}
+    key = f"{kind}\0{ctx.instruction}" if extra else kind  # the cache's kind: embeddings differ per instruction
     found: dict[str, list[Any]] = {}  # output -> value per unique text, None where it must be computed
     for o in outputs:
-        missing, hits = caches[o].get(unique, kind) if o in caches else (range(len(unique)), None)
+        missing, hits = caches[o].get(unique, key) if o in caches else (range(len(unique)), None)
         found[o] = [None] * len(unique) if hits is None else list(hits)
         for i in missing:
             found[o][i] = None
@@ -264,7 +281,7 @@ def _encode(
     for lacking, rows in groups.items():
         pending: list[int] = []  # rows computed but not yet in the cache
         for idx, last in _blocks(unique, rows, f"{ctx.task_id} {kind} {'+'.join(lacking)}", ctx):
-            out = _forward(model, [unique[i] for i in idx], kind, ctx.batch_size, lacking)
+            out = _forward(model, [unique[i] for i in idx], kind, ctx.batch_size, lacking, extra)
             for o in lacking:
                 for i, value in zip(idx, _CLEAN[o](out[o], ctx), strict=True):
                     found[o][i] = value
@@ -272,7 +289,7 @@ def _encode(
             if last or len(pending) >= CACHE_FLUSH:
                 for o in lacking:
                     if o in caches:
-                        caches[o].put([unique[i] for i in pending], kind, [found[o][i] for i in pending])
+                        caches[o].put([unique[i] for i in pending], key, [found[o][i] for i in pending])
                 pending = []
     position = {t: i for i, t in enumerate(unique)}
     ctx.add_time("encode_s", time.perf_counter() - t0)

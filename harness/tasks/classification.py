@@ -43,6 +43,7 @@ class Classification(Task):
 
     type = "classification"
     main_score = "accuracy"
+    instruction = "Classify the given text into its category"
     metrics = ("accuracy", "f1", "f1_weighted")
 
     def load(self, split: str) -> tuple[LabelledData, LabelledData]:

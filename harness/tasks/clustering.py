@@ -30,6 +30,7 @@ class Clustering(Task):
 
     type = "clustering"
     main_score = "v_measure"
+    instruction = "Identify the topic or theme of the given text"
     metrics = ("v_measure", "v_measure_std")
 
     def _evaluate_split(self, model: Any, data: LabelledData, ctx: EvalContext) -> SplitOutput:

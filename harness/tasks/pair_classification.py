@@ -35,6 +35,7 @@ class PairClassification(Task):
 
     type = "pair_classification"
     main_score = "cosine_ap"
+    instruction = "Retrieve text that is semantically similar to the given text"
     metrics = ("cosine_ap", "cosine_accuracy", "cosine_f1")
 
     def _evaluate_split(self, model: Any, data: PairData, ctx: EvalContext) -> SplitOutput:

@@ -20,6 +20,7 @@ class Reranking(Task):
 
     type = "reranking"
     main_score = "map"
+    instruction = "Given a query, retrieve relevant documents that answer the query"
     requires = (Ranker, Encoder)
     metrics = ("map", "mrr@10", "ndcg@10")
 

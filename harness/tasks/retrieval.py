@@ -251,6 +251,7 @@ class Retrieval(Task):
 
     type = "retrieval"
     main_score = "ndcg@10"
+    instruction = "Given a query, retrieve relevant documents that answer the query"
     requires = (Retriever, Encoder, SparseEncoder, Ranker)
     metrics = (
         "ndcg@10",

@@ -26,6 +26,7 @@ class STS(Task):
 
     type = "sts"
     main_score = "cosine_spearman"
+    instruction = "Retrieve semantically similar text."
     metrics = ("cosine_spearman", "cosine_pearson")
 
     def _evaluate_split(self, model: Any, data: PairData, ctx: EvalContext) -> SplitOutput:

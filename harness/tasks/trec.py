@@ -114,6 +114,7 @@ class Trec(Task):
 
     type = "trec"
     main_score = "ndcg@10"
+    instruction = "Given a web search query, retrieve relevant passages that answer the query"
     metrics = ("ndcg@10", "map@1000-l2", "recall@1000-l2", "mrr@10-l2")
 
     def __init__(self, spec: TaskSpec, source: ModuleType) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "encode_ids",
     "place_for_inference",
     "tokenize_batch",
+    "pad_ids",
     "inference",
 ]
 
@@ -138,21 +139,34 @@ def length_sorted_batches(
     order = np.argsort(-lengths, kind="stable")
     for part in token_batches(lengths[order].tolist(), max_batch_tokens, max(1, batch_size)):
         rows = order[part]
-        width = int(lengths[rows[0]])
         batch = {}
         for key, values in features.items():
-            arr = np.full((len(rows), width), pad_ids.get(key, 0), dtype=np.int64)  # (B, T)
-            for r, i in enumerate(rows):
-                if padding_side == "left":
-                    arr[r, width - lengths[i] :] = values[i]
-                else:
-                    arr[r, : lengths[i]] = values[i]
-            batch[key] = torch.from_numpy(arr).to(device)
-        mask = np.arange(width)[None, :] < lengths[rows][:, None]  # (B, T)
-        if padding_side == "left":
-            mask = np.ascontiguousarray(mask[:, ::-1])
-        batch["attention_mask"] = torch.from_numpy(mask.astype(np.int64)).to(device)
+            padded, mask = _pad([values[i] for i in rows], pad_ids.get(key, 0), padding_side)
+            batch[key] = torch.from_numpy(padded).to(device)
+        batch["attention_mask"] = torch.from_numpy(mask).to(device)
         yield rows, batch
+
+
+def _pad(rows: Sequence[Sequence[int]], pad: int, side: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(B, T)`` int64 ids padded to the longest row on ``side``, and the ``(B, T)`` int64 mask of real tokens."""
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    width = int(lengths.max()) if len(rows) else 0
+    arr = np.full((len(rows), width), pad, dtype=np.int64)  # (B, T)
+    for r, (values, n) in enumerate(zip(rows, lengths, strict=True)):
+        arr[r, width - n if side == "left" else 0 :][:n] = values
+    mask = np.arange(width)[None, :] < lengths[:, None]  # (B, T) right-aligned below for left padding
+    if side == "left":
+        mask = np.ascontiguousarray(mask[:, ::-1])
+    return arr, mask.astype(np.int64)
+
+
+def pad_ids(ids: Sequence[Sequence[int]], *, pad_id: int, padding_side: str = "right") -> dict[str, torch.Tensor]:
+    """A ``(B, T)`` batch of token id lists in their order, padded on ``padding_side``: ``input_ids`` and
+    ``attention_mask`` (what a decoder's ``tokenize`` gives the trainer)."""
+    if padding_side not in ("right", "left"):
+        raise ZooError(f"padding_side {padding_side!r} is not 'right' or 'left'")
+    padded, mask = _pad(ids, pad_id, padding_side)
+    return {"input_ids": torch.from_numpy(padded), "attention_mask": torch.from_numpy(mask)}
 
 
 def check_dtype(dtype: Any) -> None:
