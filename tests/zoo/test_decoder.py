@@ -285,3 +285,19 @@ def test_smollm2_converts_once_and_embeds() -> None:
     assert emb.shape == (3, 576) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     sims = emb @ emb.T
     assert sims[0, 1] > sims[0, 2]  # some real signal zero-shot
+
+
+def test_the_smollm2_recipes_share_their_budget_and_differ_in_what_trains() -> None:
+    from zoo.train.config import load_recipe
+
+    bitfit, lora = load_recipe("decoder/smollm2-bitfit"), load_recipe("decoder/smollm2-lora")
+    assert bitfit.model.trainable == ["*.bias"] and bitfit.model.overrides["add_biases"] and bitfit.model.lora is None
+    assert lora.model.lora is not None and not lora.model.trainable and "add_biases" not in lora.model.overrides
+    for a, b in zip(bitfit.stages, lora.stages, strict=True):
+        assert (a.steps, a.batch_size, a.max_length, a.loss, a.sources) == (
+            b.steps,
+            b.batch_size,
+            b.max_length,
+            b.loss,
+            b.sources,
+        )
