@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="option of the model's factory (repeatable), e.g. dtype=bfloat16; kept in the results' revision",
     )
     run.add_argument(
+        "--task-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="option over every task's own (repeatable), e.g. rerank_depth=20 (a ranker re-ranks BM25's top 20)",
+    )
+    run.add_argument(
         "--device", help="where torch models run: auto (CUDA when present, else CPU), cpu, cuda, cuda:1 (default: auto)"
     )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -223,6 +230,7 @@ def _run(args: argparse.Namespace) -> None:
         cache_dir=args.cache_dir,
         model_kwargs=_key_values(args.model_kwarg, "--model-kwarg"),
         device=args.device,
+        task_options=_key_values(args.task_option, "--task-option"),
     )
     _print_table(
         f"{args.model} (scores x100)",

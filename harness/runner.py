@@ -6,6 +6,7 @@ stopped; a rerun returns the stored records without loading the model or the dat
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import json
@@ -51,6 +52,11 @@ def _default_command(card: ModelCard, task_ids: Sequence[str], model_kwargs: Map
     return f"harness.evaluate({card.name!r}, {list(task_ids)!r}{extra})"
 
 
+def _with_options(task: Task, options: Mapping[str, Any]) -> Task:
+    """The same task with ``options`` over its spec's options (a new task: the caller's is unchanged)."""
+    return type(task)(dataclasses.replace(task.spec, options={**task.spec.options, **options}), task.source)
+
+
 def evaluate(
     model: str | Any,
     tasks: Sequence[str | Task],
@@ -65,6 +71,7 @@ def evaluate(
     cache_dir: str | os.PathLike[str] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     device: str | None = None,
+    task_options: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> list[TaskResult]:
     """Evaluate a model on tasks, writing one result record per task.
@@ -87,6 +94,8 @@ def evaluate(
         device: where a torch model runs (``auto``, ``cpu``, ``cuda``, ``cuda:1``), given to the factory; not part of
             the revision or the cache fingerprint (the same weights give the same numbers up to float rounding),
             recorded in the records' ``hardware``. Default: the factory's (``auto`` for the zoo's torch families).
+        task_options: over every task's spec options (a task.toml ``[options]`` table), e.g. ``{"rerank_depth": 20}``
+            for a ``Ranker`` re-ranking BM25's top 20; recorded in the records' ``task_options``.
         log: receives one line per skipped or finished task.
 
     Returns:
@@ -109,6 +118,8 @@ def evaluate(
     card = get_card(model) if isinstance(model, str) else model.card
     revision = result_revision(card.revision, model_kwargs)
     task_objs = [get_task(t, data_dir) if isinstance(t, str) else t for t in tasks]  # fail early on bad ids
+    if task_options:
+        task_objs = [_with_options(t, task_options) for t in task_objs]
     command = command or _default_command(card, [t.spec.id for t in task_objs], model_kwargs)
     done: dict[str, TaskResult] = {}
     pending = []

@@ -51,7 +51,13 @@ __all__ = [
     "FAMILIES",
 ]
 
-FAMILIES: tuple[str, ...] = ("zoo.families.baselines", "zoo.families.gte", "zoo.families.mgte", "zoo.families.decoder")
+FAMILIES: tuple[str, ...] = (
+    "zoo.families.baselines",
+    "zoo.families.gte",
+    "zoo.families.mgte",
+    "zoo.families.decoder",
+    "zoo.families.llm_ranker",
+)
 ENTRY_POINT_GROUP = "zoobench.models"
 # Models found on disk at each lookup ("module:function" -> [(card, factory)]): trained folders, see zoo/trained.py.
 DISCOVERY: tuple[str, ...] = ("zoo.trained:discover",)

@@ -132,6 +132,19 @@ class Trec(Task):
         """The protocols this task's mode can use."""
         return tuple(proto for proto, _ in self.mode.scorers)
 
+    def supports(self, model: Any) -> bool:
+        """Whether the mode can use ``model``.
+
+        Raises:
+            ZooError: a ``Ranker`` (which can only re-rank) on a task without a first-stage run (mode ``full``).
+        """
+        if not self.mode.reranks and isinstance(model, Ranker) and not super().supports(model):
+            raise ZooError(
+                f"task {self.spec.id!r}: a Ranker re-ranks a first-stage run and this task has none (mode 'full'); "
+                "add a *.run file to its folder"
+            )
+        return super().supports(model)
+
     def _evaluate_split(self, model: Any, data: TrecData, ctx: EvalContext) -> SplitOutput:
         qrels = data.qrels()
         all_queries = data.queries()

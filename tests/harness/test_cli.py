@@ -288,7 +288,7 @@ def test_missing_corpus(tiny_data: Path, results_dir: Path, capsys: pytest.Captu
 
 def test_unknown_model(tiny_data: Path, results_dir: Path, capsys: pytest.CaptureFixture) -> None:
     rc = main(_run_args(tiny_data, results_dir, "local/sts", model="test-randon"))
-    _assert_one_line_error(capsys, rc, "unknown model 'test-randon'", "did you mean test-random?")
+    _assert_one_line_error(capsys, rc, "unknown model 'test-randon'", "did you mean test-random")
     _assert_no_results(results_dir)
 
 

@@ -18,6 +18,9 @@ name               batch columns                objective         data formats
 ``mgte``           query, positive, negatives?  embedding         pairs, triplets (dense + sparse outputs)
 ``listwise-ce``    scores (rerank logits)       pair              triplets (rerank output)
 ``mlm``            logits, labels (masked)      token             texts (mlm output)
+``causal-lm``      logits, labels (target span) token             pairs (lm output, ``tokenize_pairs``)
+``rankinggpt``     scores, logits, labels,      pair              triplets (rerank + lm outputs, frozen
+                   candidate, reference                           teacher's log-probabilities)
 =================  ===========================  ================  ==========================================
 
 A loss names the objective that feeds it (``objective``, ``zoo.train.objectives``) and the model outputs it
@@ -27,7 +30,8 @@ loss that also needs ``"sparse"`` gets an :class:`Encoded` per column (the dense
 ``heads(**batch, outputs=...)``. A cross-encoder loss (objective ``pair``) gets ``scores`` ``(B, 1 + K)``, the
 positive's logit first. A token loss (objective ``token``) prepares its inputs (``token_inputs``) and gets the
 logits of the positions it selected; it returns one loss per position. A distillation loss names its
-``targets`` from the stage's teacher (``"embeddings:<column>"``, ``"scores:<a>,<b>"``).
+``targets`` from the stage's teacher (``"embeddings:<column>"``, ``"scores:<a>,<b>"``, or ``"logprobs:lm"``: the
+frozen model's per-token log-probabilities at the positions the loss scores, computed on the objective's batch).
 
 Shapes: ``B`` examples, ``D`` dimensions, ``K`` hard negatives per example, ``N = B + B*K`` documents,
 ``T`` tokens per text (padded), ``U`` distinct token ids of a batch.
@@ -43,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.errors import ZooError
+from zoo.nn.causal import next_token_select
 
 __all__ = [
     "Loss",
@@ -56,6 +61,8 @@ __all__ = [
     "ListwiseCELoss",
     "ScoreKLDistillationLoss",
     "MaskedLMLoss",
+    "CausalLMLoss",
+    "RankingGPTLoss",
     "TokenWeights",
     "Encoded",
     "lexical_score_matrix",
@@ -77,6 +84,10 @@ _CITE_MRL = "Kusupati et al. (2022), Matryoshka Representation Learning, NeurIPS
 _CITE_MGTE = (
     "Zhang et al. (2024), mGTE: Generalized Long-Context Text Representation and Reranking Models for "
     "Multilingual Text Retrieval, EMNLP Industry Track, arXiv:2407.19669."
+)
+_CITE_RANKINGGPT = (
+    "Zhang et al. (2023), RankingGPT: Empowering Large Language Models in Text Ranking with Progressive "
+    "Enhancement, arXiv:2311.16720."
 )
 _CITE_LCE = (
     "Gao et al. (2021), Rethink Training of BERT Rerankers in Multi-Stage Retrieval Pipeline (localized "
@@ -568,6 +579,113 @@ class MaskedLMLoss(Loss):
         return F.cross_entropy(logits.float(), labels, reduction="none")
 
 
+class CausalLMLoss(Loss):
+    """Causal language modelling on a target span (RankingGPT's stage 1, weakly supervised relevance pre-training).
+
+    Each (query, positive) pair is the model's pair encoding (``tokenize_pairs``: for the LLM ranker
+    ``Document: {positive} Query: {query}``) whose ``labels`` mark the target (the query); the loss is the
+    cross-entropy of every target token given what precedes it, one value per token (the token objective takes the
+    mean over the global batch's target tokens). The prompt's tokens carry no loss (RankingGPT's ``mask_input``).
+
+    Example:
+        >>> CausalLMLoss()(logits=torch.zeros(2, 5), labels=torch.tensor([1, 2])).tolist()  # log 5 each
+        [1.609..., 1.609...]
+    """
+
+    name = "causal-lm"
+    formats = ("pairs", "triplets")
+    outputs = ("lm",)
+    objective = "token"
+    column = ("query", "positive")  # (target, context): the model's tokenize_pairs labels the target
+    defaults: ClassVar[dict[str, Any]] = {}
+    citation = _CITE_RANKINGGPT
+
+    def token_inputs(
+        self, batch: dict[str, torch.Tensor], model: Any, generator: torch.Generator
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The batch without labels, the positions predicting a target token ``(B, T)`` and those tokens ``(M,)``."""
+        select, labels = next_token_select(batch["labels"])
+        return {k: v for k, v in batch.items() if k != "labels"}, select, labels
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Per-token cross-entropy: ``logits (M, V), labels (M,) -> (M,)``."""
+        return F.cross_entropy(logits.float(), labels, reduction="none")
+
+
+class RankingGPTLoss(Loss):
+    """RankingGPT's stage 2 (supervised fine-tuning): listwise ranking + generation + KL to the stage-1 model.
+
+    Each example has a positive and ``K`` negatives; ``scores`` ``(B, 1 + K)`` are their query likelihoods (the mean
+    log-probability of the query's tokens, the ``rerank`` output); ``logits`` ``(M, V)`` are the model's at every
+    position that predicts a query token of any candidate, ``labels`` ``(M,)`` those tokens, ``candidate`` ``(M,)``
+    the candidate each position belongs to (0: the positive), ``reference`` ``(M, V)`` the frozen stage-1 model's
+    log-probabilities at the same positions (teacher ``"frozen"``)::
+
+        L = CE(exp(scores) / T, 0)                                 listwise, over the 1 + K candidates
+          + generation_weight * mean_{positive's query tokens} CE(logits, labels)
+          + kl_weight * mean_{query tokens} KL(p_reference || p_model)
+
+    The KL is over the vocabulary at the query positions of every candidate (upstream's ``sft.py`` takes it at every
+    position of the sequence; the query positions are the ones the scores are read from, and the LM head runs there
+    only).
+
+    Hyper-parameters:
+        temperature: T, 0.001 (RankingGPT's ``sft.sh``).
+        generation_weight: 1.0; kl_weight: 1.0 (upstream sums the three terms).
+
+    Example:
+        >>> loss = RankingGPTLoss({"temperature": 1.0})
+        >>> z = torch.zeros(2, 3)
+        >>> round(loss(scores=torch.zeros(1, 2), logits=z, labels=torch.tensor([0, 0]),
+        ...            candidate=torch.tensor([0, 1]), reference=z.log_softmax(-1)).item(), 4)  # log 2 + log 3
+        1.7918
+    """
+
+    name = "rankinggpt"
+    formats = ("triplets",)
+    outputs = ("rerank", "lm")
+    objective = "pair"
+    targets: ClassVar[dict[str, str]] = {"reference": "logprobs:lm"}
+    defaults: ClassVar[dict[str, Any]] = {"temperature": 0.001, "generation_weight": 1.0, "kl_weight": 1.0}
+    citation = _CITE_RANKINGGPT
+
+    def forward(  # type: ignore[override]
+        self,
+        scores: torch.Tensor,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        candidate: torch.Tensor,
+        reference: torch.Tensor,
+    ) -> torch.Tensor:
+        """``scores (B, 1 + K), logits (M, V), labels (M,), candidate (M,), reference (M, V) -> ()``."""
+        terms = self.terms(scores, logits, labels, candidate, reference)
+        return sum(w * term for w, term in zip(self.weights(), terms, strict=True))
+
+    def weights(self) -> tuple[float, float, float]:
+        """The weights of :meth:`terms`."""
+        return 1.0, self.hparams["generation_weight"], self.hparams["kl_weight"]
+
+    def terms(
+        self,
+        scores: torch.Tensor,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        candidate: torch.Tensor,
+        reference: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The listwise, generation and KL terms, unweighted, each ``()``."""
+        if scores.ndim != 2 or scores.shape[1] < 2:
+            raise ZooError(f"loss {self.name!r}: expected scores (B, 1 + K) with K >= 1, got {tuple(scores.shape)}")
+        target = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)  # (B,) the positive
+        listwise = F.cross_entropy(scores.float().exp() / self.hparams["temperature"], target)
+        logprobs = logits.float().log_softmax(-1)  # (M, V)
+        positive = candidate == 0  # (M,)
+        generation = F.nll_loss(logprobs[positive], labels[positive])
+        reference = reference.to(logprobs.dtype)
+        kl = (reference.exp() * (reference - logprobs)).sum(-1).mean()
+        return listwise, generation, kl
+
+
 LOSSES: dict[str, type[Loss]] = {
     cls.name: cls
     for cls in (
@@ -581,6 +699,8 @@ LOSSES: dict[str, type[Loss]] = {
         ListwiseCELoss,
         ScoreKLDistillationLoss,
         MaskedLMLoss,
+        CausalLMLoss,
+        RankingGPTLoss,
     )
 }
 

@@ -9,10 +9,11 @@ objective       model inputs -> outputs                          losses
 ``embedding``   each text column on its own -> ``heads``'s       gte, infonce, cosent, mse-distill,
                 dense (+ sparse) outputs, all-gathered across    cosine-distill, score-kl, mrl-infonce, mgte
                 ranks; GradCache                                 (dense + sparse)
-``pair``        (query, candidate) pairs -> one score each       listwise-ce (rerank logits)
-                (``tokenize_pairs`` + the ``rerank`` output)
-``token``       token sequences -> per-token logits of the       mlm (masked LM)
-                positions the loss selects (``mlm`` output)
+``pair``        (query, candidate) pairs -> one score each       listwise-ce (rerank logits), rankinggpt
+                (``tokenize_pairs`` + the ``rerank`` output;     (query likelihoods + the lm logits of the
+                + the ``lm`` logits of the labelled tokens)      query tokens, in one process)
+``token``       token sequences -> per-token logits of the       mlm (masked LM), causal-lm (the target span
+                positions the loss selects (``mlm``, ``lm``)     of ``tokenize_pairs``)
 ==============  ===============================================  ============================================
 
 Every objective checks before training that the model gives what its loss needs (the outputs, pair
@@ -28,20 +29,28 @@ Targets from a teacher (``Loss.targets``): a loss may name keyword arguments com
 ``teacher`` for the whole global batch, without gradients: ``"embeddings:<column>"`` (``(B, D)``, the column
 embedded as the harness would, queries and symmetric texts with the query prompt) or ``"scores:<a>,<b>"`` (the
 teacher's in-batch cosine matrix of two columns, ``(B, B)``). The teacher is a registered encoder, or
-``"frozen"``: a frozen copy of the model as the stage starts (e.g. a stage-1 model distilling into stage 2).
+``"frozen"``: a frozen copy of the model as the stage starts (e.g. a stage-1 model distilling into stage 2), which
+can also give ``"logprobs:<output>"``: the log-softmax of its ``<output>`` token logits on the objective's own
+batch (RankingGPT's KL reference), without gradients, once per step. The frozen copy is saved in the run's
+checkpoints folder when the stage starts, so a resumed run keeps the reference of the stage's start.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import os
+import shutil
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from zoo.errors import ZooError
+from zoo.nn.causal import next_token_select
 from zoo.train.config import StageConfig
 from zoo.train.data import SourceConfig
 from zoo.train.dist import Dist, all_max, all_sum, gather_with_grad
@@ -283,12 +292,19 @@ class PairObjective(Objective):
     """
 
     name = "pair"
-    outputs = ("rerank",)
+    outputs = ("rerank", "lm")
+
+    def __init__(
+        self, model: Any, loss: Loss, stage: StageConfig, source: SourceConfig, dist: Dist, bf16: bool, where: str
+    ) -> None:
+        super().__init__(model, loss, stage, source, dist, bf16, where)
+        if "lm" in loss.outputs and dist.world > 1:  # its token terms are means over this rank's tokens
+            raise ZooError(f"{where}: loss {loss.name!r} (per-token terms) runs in one process, not {dist.world}")
 
     def needs(self, loss: Loss) -> tuple[str, ...]:
         return ("tokenize_pairs",)
 
-    def step(self, rows: dict[str, list[Any]], targets: dict[str, torch.Tensor], generator: torch.Generator) -> float:
+    def step(self, rows: dict[str, list[Any]], targets: dict[str, Any], generator: torch.Generator) -> float:
         mine = self.dist.slice(self.stage.batch_size)
         queries, docs = [], []
         examples = list(zip(*(rows[c][mine] for c in ("query", "positive", "negatives")), strict=True))
@@ -298,9 +314,16 @@ class PairObjective(Objective):
                 docs.append(doc)
         batch = self._to_device(self.model.tokenize_pairs(queries, docs, self.stage.max_length))
         with self._autocast():
-            logits = self.model.heads(**batch, outputs=("rerank",))["rerank"].float()  # (b * (1 + K),)
+            out = self.model.heads(**batch, outputs=self.loss.outputs)
+        logits = out["rerank"].float()  # (b * (1 + K),)
         scores = gather_with_grad(logits.reshape(len(examples), -1), self.dist.world, self.dist.rank)  # (B, 1 + K)
-        loss = self.loss(scores=scores, **targets)
+        extra = {}
+        if "lm" in self.loss.outputs:  # the logits of the positions predicting a labelled (query) token
+            select, labels = next_token_select(batch["labels"])  # (n, T), (M,)
+            candidate = select.nonzero()[:, 0] % (len(queries) // len(examples))  # (M,) 0: the positive
+            extra = {"logits": out["lm"].float(), "labels": labels, "candidate": candidate}
+        targets = {k: v(batch) if callable(v) else v for k, v in targets.items()}  # per-token targets of this batch
+        loss = self.loss(scores=scores, **extra, **targets)
         loss.backward()
         return float(loss.detach())
 
@@ -318,16 +341,21 @@ class TokenObjective(Objective):
     """
 
     name = "token"
-    outputs = ("mlm",)
+    outputs = ("mlm", "lm")
 
     def needs(self, loss: Loss) -> tuple[str, ...]:
-        return ("tokenizer",)
+        return ("tokenize_pairs",) if isinstance(loss.column, tuple) else ("tokenizer",)
+
+    def _tokenized(self, rows: dict[str, list[Any]]) -> dict[str, torch.Tensor]:
+        """The whole global batch ``(B, T)``: a text column with the query prompt, or (target, context) pairs."""
+        column = self.loss.column
+        if isinstance(column, tuple):  # the model's pair encoding labels the target span
+            return self.model.tokenize_pairs(rows[column[0]], rows[column[1]], self.stage.max_length)
+        prompts = getattr(self.model, "prompts", None) or {}
+        return self.model.tokenize([prompts.get("query", "") + t for t in rows[column]], self.stage.max_length)
 
     def step(self, rows: dict[str, list[Any]], targets: dict[str, torch.Tensor], generator: torch.Generator) -> float:
-        column = self.loss.column
-        prompts = getattr(self.model, "prompts", None) or {}
-        texts = [prompts.get("query", "") + t for t in rows[column]]
-        batch = self.model.tokenize(texts, self.stage.max_length)  # (B, T) the whole global batch
+        batch = self._tokenized(rows)
         batch, select, labels = self.loss.token_inputs(batch, self.model, generator)  # select (B, T), labels (M,)
         mine = self.dist.slice(self.stage.batch_size)
         local = self._to_device({k: v[mine] for k, v in batch.items()})
@@ -357,14 +385,17 @@ class Teacher:
             its family's runtime.
         model: the model in training.
         family: its family (for ``"frozen"``).
+        saved: where the frozen copy is kept for a resumed run (loaded from there when it exists, else written
+            there by the process that ``writes``); None: not kept (a LoRA model).
+        writes: whether this process writes ``saved`` (rank 0).
     """
 
-    def __init__(self, spec: str, model: Any, family: Any) -> None:
-        self.spec = spec
+    def __init__(self, spec: str, model: Any, family: Any, saved: Path | None = None, writes: bool = True) -> None:
+        self.spec, self.model = spec, None
         if spec == "frozen":
             from zoo.registry import ModelCard
 
-            frozen = copy.deepcopy(model).eval().requires_grad_(False)
+            frozen = self.model = _frozen_copy(model, family, saved, writes)
             prompts = dict(getattr(model, "prompts", None) or {})
             card = ModelCard(name="frozen", family=family.name, revision="frozen", source="none", prompts=prompts)
             self.encoder = family.runtime(frozen, card)
@@ -374,11 +405,17 @@ class Teacher:
             self.encoder = create_model(spec)
 
     def targets(self, specs: Mapping[str, str], rows: dict[str, list[Any]], device: torch.device) -> dict:
-        """``{loss argument: tensor}`` for each ``"embeddings:<column>"`` / ``"scores:<a>,<b>"`` spec."""
-        out = {}
+        """``{loss argument: tensor}`` for each ``"embeddings:<column>"`` / ``"scores:<a>,<b>"`` spec, and for a
+        ``"logprobs:<output>"`` spec a function of the objective's batch giving the frozen model's log-probabilities."""
+        out: dict[str, Any] = {}
         embedded: dict[str, torch.Tensor] = {}
         for arg, spec in specs.items():
             kind, _, columns = spec.partition(":")
+            if kind == "logprobs":
+                if self.model is None:
+                    raise ZooError(f'teacher target {spec!r}: needs teacher = "frozen" (a copy of the model)')
+                out[arg] = functools.partial(self._logprobs, columns)
+                continue
             cols = columns.split(",")
             for col in cols:
                 if col not in embedded:
@@ -394,3 +431,22 @@ class Teacher:
             else:
                 raise ZooError(f"teacher target {spec!r}: expected embeddings:<column> or scores:<column>,<column>")
         return out
+
+    def _logprobs(self, output: str, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The frozen model's log-softmax of its ``output`` token logits on ``batch``: ``(M, V)``, no gradients."""
+        with torch.no_grad():
+            return self.model.heads(**batch, outputs=(output,))[output].float().log_softmax(-1)
+
+
+def _frozen_copy(model: Any, family: Any, saved: Path | None, writes: bool) -> Any:
+    """A frozen copy of ``model``: loaded from ``saved`` when a run resumes, else copied (and written there)."""
+    if saved is not None and saved.is_dir():
+        frozen = family.model.from_pretrained(saved).to(next(model.parameters()).device)
+    else:
+        frozen = copy.deepcopy(model)
+        if saved is not None and writes:
+            tmp = saved.with_name(saved.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            frozen.save_pretrained(tmp)
+            os.replace(tmp, saved)
+    return frozen.eval().requires_grad_(False)

@@ -248,7 +248,9 @@ def _config_hash(cfg: TrainConfig) -> str:
 class _Stage:
     """A stage's sources, their losses and objectives, the sampler, the optimizer and the teacher."""
 
-    def __init__(self, cfg: TrainConfig, index: int, model: Any, family: Family, data_dir: Path, d: Dist) -> None:
+    def __init__(
+        self, cfg: TrainConfig, index: int, model: Any, family: Family, data_dir: Path, d: Dist, frozen: Path | None
+    ) -> None:
         self.cfg, self.index = cfg.stages[index], index
         self.sources: list[TrainSource] = [load_source(data_dir, s, seed=cfg.seed) for s in self.cfg.sources]
         self.objectives: list[Objective] = []
@@ -277,7 +279,7 @@ class _Stage:
                 raise ZooError(
                     f"stage {self.cfg.name!r}: a distillation loss needs `teacher` (a registered encoder, or frozen)"
                 )
-            self.teacher = Teacher(self.cfg.teacher, model, family)
+            self.teacher = Teacher(self.cfg.teacher, model, family, frozen, writes=d.rank == 0)
 
     def step(self, source: int, rows: dict[str, list[Any]], generator: torch.Generator, device: torch.device) -> float:
         """The objective's forward and backward passes on one global batch of ``source``; returns the loss."""
@@ -386,7 +388,9 @@ class _Run:
                     raise ZooError(f"stage {sc.name!r}: batch_size {sc.batch_size} is not divisible by {d.world} ranks")
                 if sc.model:
                     _configure(model, sc)
-                stage = _Stage(cfg, index, model, self.family, self.data_dir, d)
+                # a frozen teacher is kept beside the checkpoints, so a resumed stage keeps its start as reference
+                frozen = None if self.lora_base else out / "checkpoints" / f"frozen-stage-{index}"
+                stage = _Stage(cfg, index, model, self.family, self.data_dir, d, frozen)
                 if not any(r["stage"] == sc.name for r in data_records):
                     data_records += stage.records()
                 if state is not None and state["stage"] == index and step > begin:

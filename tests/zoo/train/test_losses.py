@@ -157,6 +157,8 @@ def test_loss_config_citation_and_errors() -> None:
         "listwise-ce",
         "score-kl",
         "mlm",
+        "causal-lm",
+        "rankinggpt",
     }
     from zoo.train.objectives import OBJECTIVES
 
