@@ -258,7 +258,26 @@ def test_mteb_benchmark_suite(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(ZooError, match=r"unknown MTEB benchmark 'MTEB\(eng, v9\)'.*MTEB\(eng, v2\)"):
         get_suite("mteb:MTEB(eng, v9)")
     assert main(["ls", "suites"]) == 0
-    assert "mteb:MTEB(eng, v2)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "local-quick" in out and "mteb:MTEB(eng, v2)" in out and "41 tasks: mteb/" in out
+    assert main(["ls", "suites", "mteb:*"]) == 0
+    listed = capsys.readouterr().out
+    assert "local-quick" not in listed and "mteb:BEIR " in listed and "mteb:LongEmbed" in listed
+    assert len(source.benchmarks()) == len(mteb.get_benchmarks()) > 50  # every benchmark of mteb's registry
+
+
+def test_ls_tasks_lists_mteb_registry(capsys: pytest.CaptureFixture) -> None:
+    listed = source.catalog()
+    assert len(listed) > 1000 and all(s.source == "mteb" and s.id.startswith("mteb/") for s in listed)
+    by_id = {s.id: s for s in listed}
+    assert by_id["mteb/STS12"] == get_task("mteb/STS12").spec  # the same spec as a lookup by name
+    assert by_id["mteb/SciFact"].type == "retrieval" and "mteb/Banking77Classification.v2" in by_id
+    assert "mteb/Banking77Classification" not in by_id  # superseded (by .v2): left out, as mteb.get_tasks() does
+    assert harness.list_tasks(source="mteb") == listed and not any(s.source == "mteb" for s in harness.list_tasks())
+    assert main(["ls", "tasks", "mteb/SciFact*"]) == 0
+    out = capsys.readouterr().out
+    assert "mteb/SciFact " in out and "mteb/SciFact-NL" in out and "not yet supported" not in out
+    assert "mteb/STS12" not in out
 
 
 # Export ==========================================================================================
