@@ -1,6 +1,7 @@
 """``zoobench``: the command line, a thin layer over the Python API.
 
-    zoobench ls models [PATTERN] | ls tasks [--data-dir D] | ls suites
+    zoobench ls models [PATTERN] | ls tasks [PATTERN] [--data-dir D] | ls suites [PATTERN]
+    (ls tasks 'mteb/*' lists mteb's task registry, ls suites 'mteb:*' its benchmarks)
     zoobench run --model M (--suite S | --tasks T[,T..]) [--results DIR] [--overwrite]
     zoobench results [--results DIR] [--model PATTERN] [--task PATTERN]
     zoobench compare A B [C ..] (--suite S | --tasks T[,T..]) [--results DIR] [--metric M]
@@ -163,16 +164,14 @@ def _ls(args: argparse.Namespace) -> None:
             )
         _print_table("models", ["name", "family", "dim", "max tokens", "languages", "upstream"], rows)
     elif args.what == "tasks":
-        from harness.tasks import TASK_TYPES, list_tasks
+        from harness.datasets import SOURCES
+        from harness.tasks import list_tasks, supported
 
+        source = args.pattern.partition("/")[0]  # a pattern naming a source lists its whole registry (mteb's)
+        specs = list_tasks(args.data_dir, source=source if source in SOURCES else None)
         rows = [
-            [
-                s.id,
-                s.type + ("" if s.type in TASK_TYPES else " (not yet supported)"),
-                ",".join(s.splits),
-                ",".join(s.languages),
-            ]
-            for s in list_tasks(args.data_dir)
+            [s.id, s.type + ("" if supported(s) else " (not yet supported)"), ",".join(s.splits), ",".join(s.languages)]
+            for s in specs
             if fnmatch.fnmatchcase(s.id, args.pattern)
         ]
         _print_table("tasks", ["id", "type", "splits", "languages"], rows)
@@ -185,8 +184,11 @@ def _ls(args: argparse.Namespace) -> None:
                 rows.append([name, ", ".join(get_suite(name, args.data_dir))])
             except ZooError as e:  # a rule-based suite needs the data dir
                 rows.append([name, f"({e})"])
-        rows += [[f"{prefix}:<name>", f"e.g. {example}"] for prefix, (_, example) in PREFIXES.items()]
-        _print_table("suites", ["suite", "tasks"], rows)
+        for prefix, (resolve, names) in PREFIXES.items():  # another tool's suites, e.g. mteb's benchmarks
+            for name in names():
+                ids = resolve(name)
+                rows.append([f"{prefix}:{name}", f"{len(ids)} tasks: {', '.join(ids[:3])}{', ...' * (len(ids) > 3)}"])
+        _print_table("suites", ["suite", "tasks"], [r for r in rows if fnmatch.fnmatchcase(r[0], args.pattern)])
 
 
 def _task_ids(args: argparse.Namespace) -> list[str]:

@@ -61,9 +61,15 @@ def _mteb_benchmark(name: str) -> tuple[str, ...]:
     return benchmark(name)
 
 
-# prefix -> (resolver of the name after "<prefix>:", an example shown by `zoobench ls suites`)
-PREFIXES: dict[str, tuple[Callable[[str], tuple[str, ...]], str]] = {
-    "mteb": (_mteb_benchmark, "mteb:MTEB(eng, v2)"),
+def _mteb_benchmarks() -> list[str]:
+    from harness.datasets.mteb import benchmarks
+
+    return benchmarks()
+
+
+# prefix -> (resolver of the name after "<prefix>:", lister of the names `zoobench ls suites` shows)
+PREFIXES: dict[str, tuple[Callable[[str], tuple[str, ...]], Callable[[], list[str]]]] = {
+    "mteb": (_mteb_benchmark, _mteb_benchmarks),
 }
 
 

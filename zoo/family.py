@@ -64,6 +64,10 @@ class Family:
         scratch: ``(folder, tokenizer, config, seed) -> folder``: writes a random-init folder that ``model``
             loads, with the given tokenizer; None when the family cannot be trained from nothing.
         scratch_config: the dataclass the recipe's ``[model.scratch]`` table is read into.
+        to_transformers: ``(folder, out) -> out``: writes a saved folder's backbone as an architecture stock
+            transformers loads (``AutoModel``, no remote code), for families whose own folders it cannot load (mGTE's
+            ``model_type: "new"``); None when a saved folder already is one (GTE's BERT folders). The
+            sentence-transformers export (``zoo.trained.export_sentence_transformers``) goes through it.
         citation: the family's paper.
     """
 
@@ -73,4 +77,5 @@ class Family:
     runtime_class: Callable[[Path], type]
     scratch: Callable[..., Path] | None = None
     scratch_config: type = ScratchConfig
+    to_transformers: Callable[[Path, Path], Path] | None = None
     citation: str = ""

@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -205,11 +206,14 @@ _ST_POOLING = {"mean": "mean", "cls": "cls", "last": "lasttoken"}
 
 
 def export_sentence_transformers(name: str, out: str | os.PathLike[str], *, verify: bool = True) -> Path:
-    """Write a trained model as a sentence-transformers folder (``SentenceTransformer(out)`` loads it).
+    """Write a trained model as a sentence-transformers folder (``SentenceTransformer(out)`` loads it, without
+    ``trust_remote_code``).
 
-    The folder holds the transformer weights and tokenizer, a Pooling module with the model's pooling,
-    a Normalize module when the model normalises, ``max_seq_length`` = the card's max tokens, and the
-    card's prompts (``encode(texts, prompt_name="query")``).
+    The folder holds the transformer weights in an architecture stock transformers knows (the family's own folder,
+    or what its ``Family.to_transformers`` converts it to: mGTE becomes transformers' ``gte``), the tokenizer, a
+    Pooling module with the model's pooling, for a Matryoshka width a Dense module keeping the first features, a
+    Normalize module when the model normalises, ``max_seq_length`` = the card's max tokens, and the card's prompts
+    (``encode(texts, prompt_name="query")``).
 
     Args:
         name: a trained model (see ``zoobench ls models``).
@@ -221,7 +225,8 @@ def export_sentence_transformers(name: str, out: str | os.PathLike[str], *, veri
         The folder.
 
     Raises:
-        ZooError: for a model that is not a trained folder, an unsupported pooling, or a failed check.
+        ZooError: for a model that is not a trained encoder folder, an unsupported pooling or architecture, or a
+            failed check.
 
     Example:
         >>> export_sentence_transformers("gte-minilm-l6.two-stage", "/tmp/st")
@@ -238,28 +243,38 @@ def export_sentence_transformers(name: str, out: str | os.PathLike[str], *, veri
     folder = resolve(card.source)
     if (folder / ADAPTER_CONFIG).is_file():
         raise ZooError(f"model {name!r} is a LoRA adapter; only full weights export to sentence-transformers")
+    runner = _runner_class(card.family, folder)
+    if not hasattr(runner, "encode"):
+        raise ZooError(f"model {name!r} is a {runner.__name__}; only encoders export to sentence-transformers")
     extra = _read_json(folder / "zoobench.json") if (folder / "zoobench.json").exists() else {}
     pooling = extra.get("pooling", "mean")
     if pooling not in _ST_POOLING:
         raise ZooError(f"model {name!r}: pooling {pooling!r} has no sentence-transformers equivalent")
     try:
         from sentence_transformers import SentenceTransformer
-        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+        from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
     except ImportError:  # sentence-transformers < 6
         from sentence_transformers import SentenceTransformer
-        from sentence_transformers.models import Normalize, Pooling, Transformer
-
+        from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
+    import torch
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the family's folders have no pooler: nothing to report
     try:
-        transformer = Transformer(
-            str(folder), max_seq_length=card.max_tokens, model_kwargs={"add_pooling_layer": False}
-        )
+        with tempfile.TemporaryDirectory(prefix="zoobench-st-") as stock:
+            convert = get_family(card.family).to_transformers  # a folder stock transformers cannot load as it is
+            source = convert(folder, Path(stock)) if convert else folder
+            transformer = Transformer(
+                str(source), max_seq_length=card.max_tokens, model_kwargs={"add_pooling_layer": False}
+            )
     finally:
         hf_logging.set_verbosity(level)
-    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=_ST_POOLING[pooling])]
+    width = transformer.get_embedding_dimension()
+    modules = [transformer, Pooling(width, pooling_mode=_ST_POOLING[pooling])]
+    if extra.get("dim"):  # Matryoshka: the first `dim` features, before normalisation (a 0/1 matrix, exact)
+        eye = torch.eye(extra["dim"], width)
+        modules.append(Dense(width, extra["dim"], bias=False, activation_function=torch.nn.Identity(), init_weight=eye))
     if extra.get("normalize", True):
         modules.append(Normalize())
     st = SentenceTransformer(modules=modules, prompts=dict(card.prompts) or None, device="cpu")

@@ -62,7 +62,9 @@ __all__ = [
     "to_mteb_metric",
     "benchmark",
     "specs",
+    "catalog",
     "spec",
+    "benchmarks",
     "load",
     "checksum",
     "task_class",
@@ -414,8 +416,25 @@ def _mteb_task(name: str) -> AbsTask:
 
 
 def specs(data_dir: str | os.PathLike[str] | None = None) -> list[TaskSpec]:
-    """Nothing: mteb holds 1000+ tasks; name one as ``mteb/<TaskName>`` or use ``mteb:<benchmark>`` suites."""
+    """Nothing: mteb holds 1000+ tasks; :func:`catalog` lists them (``zoobench ls tasks 'mteb/*'``)."""
     return []
+
+
+def catalog() -> list[TaskSpec]:
+    """The spec of every text task in mteb's registry that zoobench can run (no download, no network).
+
+    mteb's current tasks (``mteb.get_tasks()``: superseded, private and beta tasks left out) whose only
+    modality is text and whose main score has a declared direction, sorted by id.
+    """
+    import mteb
+
+    out = []
+    for task in mteb.get_tasks(modalities=["text"], exclusive_modality_filter=True):
+        try:
+            out.append(_spec_of(task, task.metadata.name))
+        except ZooError:  # a main score without a declared direction
+            continue
+    return sorted(out, key=lambda s: s.id)
 
 
 def spec(name: str, data_dir: str | os.PathLike[str] | None = None) -> TaskSpec:
@@ -425,10 +444,13 @@ def spec(name: str, data_dir: str | os.PathLike[str] | None = None) -> TaskSpec:
         ZooError: an unknown name (with mteb's suggestion), a task that is not text-only, or a main
             score without a declared direction.
     """
+    name = _canonical(name)
+    return _spec_of(_mteb_task(name), name)
+
+
+def _spec_of(task: AbsTask, name: str) -> TaskSpec:
     import mteb
 
-    name = _canonical(name)
-    task = _mteb_task(name)
     meta = task.metadata
     if meta.modalities != ["text"]:
         raise ZooError(f"task 'mteb/{name}' is a {'/'.join(meta.modalities)} task; zoobench runs text tasks only")
@@ -477,6 +499,13 @@ def checksum(spec: TaskSpec) -> str:
 def task_class(spec: TaskSpec) -> type[Task]:
     """:class:`MtebTask`: mteb tasks are run by mteb itself (the hook of ``harness.tasks.get_task``)."""
     return _task_class()
+
+
+def benchmarks() -> list[str]:
+    """The names of mteb's benchmarks (``mteb.get_benchmarks()``, no network), e.g. ``MTEB(eng, v2)``."""
+    import mteb
+
+    return sorted(b.name for b in mteb.get_benchmarks())
 
 
 def benchmark(name: str) -> tuple[str, ...]:

@@ -14,18 +14,33 @@ from harness.tasks import classification, clustering, pair_classification, reran
 from harness.tasks.base import TASK_TYPES, Task
 from zoo.errors import ZooError
 
-__all__ = ["get_task", "list_tasks", "TaskSpec", "Task", "TASK_TYPES"]
+__all__ = ["get_task", "list_tasks", "supported", "TaskSpec", "Task", "TASK_TYPES"]
 
 
-def list_tasks(data_dir: str | os.PathLike[str] | None = None, *, supported_only: bool = False) -> list[TaskSpec]:
+def list_tasks(
+    data_dir: str | os.PathLike[str] | None = None, *, supported_only: bool = False, source: str | None = None
+) -> list[TaskSpec]:
     """Every task the sources can list (the local data dir's folders), sorted by id.
 
     Args:
         data_dir: see ``harness.datasets.local.resolve_data_dir``.
         supported_only: drop tasks whose type has no implementation yet.
+        source: only this source's tasks, with its whole registry when it has one (``catalog()``: mteb's
+            1000+ tasks, listed only when asked for by name since importing mteb takes seconds).
+
+    Raises:
+        ZooError: an unknown source.
     """
-    specs = [s for source in SOURCES.values() for s in source.specs(data_dir)]
-    return sorted((s for s in specs if s.type in TASK_TYPES or not supported_only), key=lambda s: s.id)
+    if source is not None and source not in SOURCES:
+        raise ZooError(f"unknown task source {source!r}; sources: {', '.join(sorted(SOURCES))}")
+    chosen = SOURCES.values() if source is None else [SOURCES[source]]
+    specs = [s for m in chosen for s in (m.catalog() if source and hasattr(m, "catalog") else m.specs(data_dir))]
+    return sorted((s for s in specs if supported(s) or not supported_only), key=lambda s: s.id)
+
+
+def supported(spec: TaskSpec) -> bool:
+    """Whether zoobench can run the task: its type is implemented, or its source's tool runs it (mteb)."""
+    return spec.type in TASK_TYPES or hasattr(SOURCES.get(spec.source), "task_class")
 
 
 def get_task(task_id: str, data_dir: str | os.PathLike[str] | None = None) -> Task:

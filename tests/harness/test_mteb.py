@@ -29,6 +29,7 @@ from harness.export import export_mteb  # noqa: E402
 from harness.results import items_path, read_run, run_path  # noqa: E402
 from harness.suites import get_suite  # noqa: E402
 from harness.tasks import get_task  # noqa: E402
+from tests import taskdata  # noqa: E402
 from zoo.errors import ZooError  # noqa: E402
 from zoo.registry import create_model  # noqa: E402
 
@@ -118,6 +119,34 @@ def test_encoder_meta_and_prompt_kinds(tiny_data: Path, hashing) -> None:
     assert rec.kinds and set(rec.kinds) == {"query"}  # symmetric task: no prompt type -> "query"
     with pytest.raises(TypeError, match="wraps a zoo Encoder"):
         source.MtebEncoder(create_model("bm25"))
+
+
+def test_any_encoder_runs_inside_mteb_evaluate(tmp_path: Path, results_dir: Path) -> None:
+    """A zoo Encoder with hand-set vectors, through MtebEncoder in mteb.evaluate on an in-memory mteb retrieval
+    task: mteb's nDCG@10 is the hand-computed one and harness.evaluate's."""
+    from mteb.abstasks import AbsTaskRetrieval
+
+    corpus = {"d1": "apples", "d2": "pears", "d3": "plums"}
+    queries = {"q1": "which fruit is green", "q2": "which fruit is purple"}
+    taskdata.beir(tmp_path / "data" / "fruit", corpus, queries, {"q1": {"d2": 1}, "q2": {"d3": 1}})
+    model = taskdata.TableEncoder(
+        {  # q1 ranks d1 (0.9) above its relevant d2 (0.5); q2 ranks its relevant d3 first
+            "which fruit is green": taskdata.unit(1.0),
+            "which fruit is purple": [0.0, 1.0],
+            "apples": taskdata.unit(0.9),
+            "pears": taskdata.unit(0.5),
+            "plums": taskdata.unit(0.1),
+        }
+    )
+    task = get_task("local/fruit", tmp_path / "data")
+    mteb_task = source.to_mteb_task(task)
+    assert isinstance(mteb_task, AbsTaskRetrieval) and mteb_task.metadata.name == "local__fruit"
+    by_mteb = _mteb_scores(model, task)["test"]["ndcg@10"]
+    by_hand = (1 / np.log2(3) + 1.0) / 2  # q1: the relevant document at rank 2; q2: at rank 1
+    (record,) = harness.evaluate(model, [task], results_dir=results_dir, progress=False)
+    assert record.get_score() == pytest.approx(by_hand, abs=1e-9)
+    assert by_mteb == pytest.approx(by_hand, abs=5e-6)  # mteb rounds retrieval scores to 5 decimals
+    assert source.MtebEncoder(model).similarity(np.eye(2), np.eye(2)).tolist() == [[1.0, 0.0], [0.0, 1.0]]
 
 
 def test_metric_names() -> None:
@@ -258,7 +287,26 @@ def test_mteb_benchmark_suite(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(ZooError, match=r"unknown MTEB benchmark 'MTEB\(eng, v9\)'.*MTEB\(eng, v2\)"):
         get_suite("mteb:MTEB(eng, v9)")
     assert main(["ls", "suites"]) == 0
-    assert "mteb:MTEB(eng, v2)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "local-quick" in out and "mteb:MTEB(eng, v2)" in out and "41 tasks: mteb/" in out
+    assert main(["ls", "suites", "mteb:*"]) == 0
+    listed = capsys.readouterr().out
+    assert "local-quick" not in listed and "mteb:BEIR " in listed and "mteb:LongEmbed" in listed
+    assert len(source.benchmarks()) == len(mteb.get_benchmarks()) > 50  # every benchmark of mteb's registry
+
+
+def test_ls_tasks_lists_mteb_registry(capsys: pytest.CaptureFixture) -> None:
+    listed = source.catalog()
+    assert len(listed) > 1000 and all(s.source == "mteb" and s.id.startswith("mteb/") for s in listed)
+    by_id = {s.id: s for s in listed}
+    assert by_id["mteb/STS12"] == get_task("mteb/STS12").spec  # the same spec as a lookup by name
+    assert by_id["mteb/SciFact"].type == "retrieval" and "mteb/Banking77Classification.v2" in by_id
+    assert "mteb/Banking77Classification" not in by_id  # superseded (by .v2): left out, as mteb.get_tasks() does
+    assert harness.list_tasks(source="mteb") == listed and not any(s.source == "mteb" for s in harness.list_tasks())
+    assert main(["ls", "tasks", "mteb/SciFact*"]) == 0
+    out = capsys.readouterr().out
+    assert "mteb/SciFact " in out and "mteb/SciFact-NL" in out and "not yet supported" not in out
+    assert "mteb/STS12" not in out
 
 
 # Export ==========================================================================================
@@ -288,7 +336,14 @@ def test_export_loads_in_mteb(
     assert (model.model_name, model.model_revision) == ("zoobench/test-random", "seed-0")
     got = {r.task_name: r for r in model.task_results}
     for record in records:
-        assert got[source.mteb_task_name(record.task_id)].get_score() == pytest.approx(record.get_score(), abs=1e-6)
+        back = got[source.mteb_task_name(record.task_id)]
+        assert back.get_score() == pytest.approx(record.get_score(), abs=1e-6)
+        assert back.dataset_revision == (record.dataset_revision or record.data_checksum)
+        if record.task_id.startswith("local/"):  # every score, under mteb's name, read back by mteb's loader
+            for split, scores in record.scores.items():
+                (subset,) = back.scores[split]
+                read_back = {k: subset[source.to_mteb_metric(k)] for k in scores}
+                assert read_back == pytest.approx(scores, abs=5e-7)  # mteb's files keep 6 decimals
     assert got["local__retrieval"].scores["test"][0]["ndcg_at_10"] == pytest.approx(1.0)
     assert {s["hf_subset"] for s in got["MockMultilingualSTSTask"].scores["test"]} == {"eng", "fra"}
     assert got["local__sts"].scores["test"][0]["languages"] == ["eng-Latn"]

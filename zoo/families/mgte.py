@@ -40,6 +40,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -77,6 +78,7 @@ __all__ = [
     "MGTERanker",
     "MGTEScratchConfig",
     "FAMILY",
+    "to_transformers",
     "lexical_scores",
     "hybrid_scores",
 ]
@@ -651,6 +653,77 @@ def _convert_state_dict(state: Mapping[str, torch.Tensor], *, where: str) -> dic
     return out
 
 
+# As transformers' own architecture ===============================================================
+
+# our parameter name (a regex) -> transformers' GteModel's; a packed projection is split into the listed parts
+_STOCK_NAMES = {
+    r"^encoder\.layer\.(\d+)\.attention\.qkv_proj\.": (
+        "layers.{}.self_attn.q_proj.",
+        "layers.{}.self_attn.k_proj.",
+        "layers.{}.self_attn.v_proj.",
+    ),
+    r"^encoder\.layer\.(\d+)\.attention\.([qkvo])_proj\.": ("layers.{}.self_attn.{}_proj.",),
+    r"^encoder\.layer\.(\d+)\.attn_ln\.": ("layers.{}.post_attention_layernorm.",),
+    r"^encoder\.layer\.(\d+)\.mlp\.up_gate_proj\.": ("layers.{}.mlp.up_proj.", "layers.{}.mlp.gate_proj."),
+    r"^encoder\.layer\.(\d+)\.mlp\.down_proj\.": ("layers.{}.mlp.down_proj.",),
+    r"^encoder\.layer\.(\d+)\.mlp_ln\.": ("layers.{}.post_mlp_layernorm.",),
+    r"^embeddings\.": ("embeddings.",),
+}
+
+
+def to_transformers(folder: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Write a folder's backbone as transformers' own ``gte`` architecture (``GteModel``, mGTE's "new" model as
+    transformers ships it since 5.x), which ``AutoModel`` and sentence-transformers load without remote code.
+
+    The task heads (sparse, rerank, MLM, pooler) are left out. NTK-scaled RoPE (``_ntk`` in ``zoo.nn.rope``:
+    frequencies ``1 / (theta * f)^(2i/d) / f^(2/d)``) is transformers' ``linear`` RoPE with theta ``theta * f`` and
+    factor ``f^(2/d)``, the same frequencies.
+
+    Raises:
+        ZooError: a folder whose architecture ``GteModel`` cannot express (absolute positions, RMSNorm, NTK-by-parts
+            scaling), or a transformers without the ``gte`` architecture.
+    """
+    from safetensors.torch import save_file
+
+    try:
+        from transformers import GteConfig
+    except ImportError:
+        raise ZooError("exporting mGTE needs transformers' gte architecture (transformers >= 5.x)") from None
+    folder, out = Path(folder), Path(out)
+    c = MGTEConfig.from_file(folder / CONFIG)
+    head_dim, scaling = c.hidden_size // c.num_attention_heads, c.rope_scaling or {}
+    unsupported = {
+        "position_embedding_type": c.position_embedding_type != "rope",
+        "layer_norm_type": c.layer_norm_type != "layer_norm",
+        "rope_scaling": scaling.get("mixed_b") is not None,
+    }
+    for key, bad in unsupported.items():
+        if bad:
+            raise ZooError(f"{folder}: transformers' gte architecture has no {key} {getattr(c, key)!r}")
+    factor = float(scaling.get("factor", 1.0))
+    rope = {"rope_type": "default", "rope_theta": c.rope_theta}
+    if factor > 1:
+        rope = {"rope_type": "linear", "rope_theta": c.rope_theta * factor, "factor": factor ** (2 / head_dim)}
+    keep = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act")
+    keep += ("hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings", "type_vocab_size")
+    keep += ("layer_norm_eps", "pad_token_id", "initializer_range")
+    config = GteConfig(**{k: getattr(c, k) for k in keep}, rope_parameters=rope, architectures=["GteModel"])
+    state = {}
+    for key, value in _convert_state_dict(load_weights(folder), where=str(folder)).items():
+        for pattern, targets in _STOCK_NAMES.items():
+            m = re.match(pattern, key)
+            if m:
+                rest = key[m.end() :]
+                for target, part in zip(targets, value.chunk(len(targets)), strict=True):
+                    state[target.format(*m.groups()) + rest] = part.contiguous()
+                break
+    out.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(out)
+    save_file(state, str(out / WEIGHTS), metadata={"format": "pt"})
+    _tokenizer(folder).save_pretrained(out)
+    return out
+
+
 # Encoders ========================================================================================
 
 
@@ -915,6 +988,7 @@ FAMILY = Family(
     runtime_class=MGTEModel.runner_class,
     scratch=_write_scratch,
     scratch_config=MGTEScratchConfig,
+    to_transformers=to_transformers,
     citation=_CITE_MGTE,
 )
 
