@@ -1,7 +1,10 @@
 """model x tasks -> result records, resumable.
 
 Each finished task is written at once (atomically), so an interrupted suite resumes where it
-stopped; a rerun returns the stored records without loading the model or the data.
+stopped; a rerun returns the stored records without loading the model or the data. A task runs holding
+the lock of its record (``harness.results.FileLock``): a second process on the same model and task waits,
+then takes the record (and the cached embeddings) the first wrote; the holder removes what a killed
+writer of that record left.
 """
 
 from __future__ import annotations
