@@ -1,8 +1,8 @@
 """Embedding cache, content-addressed by (model fingerprint, kind, text): dense rows and sparse term weights.
 
 Dense layout: ``<cache dir>/<fingerprint>/<shard>.npy`` (float32 rows) with ``<shard>.keys`` beside it: a magic
-line, the blake2b digest of the ``.npy`` bytes and of the keys, then the keys (16-byte blake2b digests of
-``kind + "\\0" + text``, one per row). Reading checks the digest and the lengths, then maps the shards with
+line, the CRC-32 of the ``.npy`` bytes and of the keys, then the keys (16-byte blake2b digests of
+``kind + "\\0" + text``, one per row). Reading checks the checksum and the lengths, then maps the shards with
 ``np.load(mmap_mode="r")``; a shard that fails is deleted with a one-line warning, so its texts are encoded again.
 
 Sparse layout (:class:`SparseCache`, same keys): ``<cache dir>/<fingerprint>/sparse-v1/<shard>.npz`` holding
@@ -33,6 +33,7 @@ import os
 import uuid
 import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,8 @@ __all__ = ["ENCODE_VERSION", "EmbeddingCache", "SparseCache", "fingerprint", "de
 
 ENCODE_VERSION = 2  # 2: non-finite rows become zero vectors
 _KEY_BYTES = 16
-_KEYS_MAGIC = b"zoobench-keys-v2\n"  # then the digest of the shard (npy bytes + keys), then the keys
-_KEYS_HEAD = len(_KEYS_MAGIC) + _KEY_BYTES
+_KEYS_MAGIC = b"zoobench-keys-v2\n"  # then the CRC-32 of the shard (npy bytes + keys, 4 bytes), then the keys
+_KEYS_HEAD = len(_KEYS_MAGIC) + 4
 _SPARSE_DIR = "sparse-v1"  # the sparse shard format (bump the suffix when the layout changes)
 _SPARSE_ARRAYS = ("keys", "indptr", "terms", "weights", "vocab")
 
@@ -135,7 +136,7 @@ class EmbeddingCache:
         np.save(buf, np.ascontiguousarray(vectors, dtype=np.float32))
         name, keys = uuid.uuid4().hex, b"".join(_key(kind, t) for t in texts)
         atomic_write(self.dir / f"{name}.npy", buf.getvalue())
-        atomic_write(self.dir / f"{name}.keys", _KEYS_MAGIC + _digest(buf.getbuffer(), keys) + keys)
+        atomic_write(self.dir / f"{name}.keys", _KEYS_MAGIC + _checksum(buf.getbuffer(), keys) + keys)
         self._seen.add(f"{name}.keys")
         self._open_shard(self.dir / f"{name}.keys")
 
@@ -243,18 +244,19 @@ def _read_sparse_shard(path: Path) -> dict[str, Any]:
     return shard
 
 
-def _digest(*parts: Any) -> bytes:
-    h = hashlib.blake2b(digest_size=_KEY_BYTES)
+def _checksum(*parts: Any) -> bytes:
+    """CRC-32 over the parts (it catches torn and flipped bytes; blake2b would cost the warm rerun ~5%)."""
+    crc = 0
     for part in parts:
-        h.update(part)
-    return h.digest()
+        crc = zlib.crc32(part, crc)
+    return crc.to_bytes(4, "little")
 
 
 def _read_dense_shard(keys_path: Path) -> tuple[bytes, np.ndarray]:
-    """A dense shard's keys and rows (memory-mapped), checked against the digest in its key file.
+    """A dense shard's keys and rows (memory-mapped), checked against the checksum in its key file.
 
     Raises:
-        ValueError: a key file of another format, a digest or length mismatch (the npy reader raises its own).
+        ValueError: a key file of another format, a checksum or length mismatch (the npy reader raises its own).
     """
     head = keys_path.read_bytes()
     keys = head[_KEYS_HEAD:]
@@ -263,7 +265,7 @@ def _read_dense_shard(keys_path: Path) -> tuple[bytes, np.ndarray]:
     if len(head) < _KEYS_HEAD or len(keys) % _KEY_BYTES:
         raise ValueError("truncated key file")
     npy = keys_path.with_suffix(".npy")
-    if _digest(np.memmap(npy, dtype=np.uint8, mode="r"), keys) != head[len(_KEYS_MAGIC) : _KEYS_HEAD]:
+    if _checksum(np.memmap(npy, dtype=np.uint8, mode="r"), keys) != head[len(_KEYS_MAGIC) : _KEYS_HEAD]:
         raise ValueError("checksum mismatch")
     vectors = np.load(npy, mmap_mode="r")
     if vectors.dtype != np.float32 or vectors.ndim != 2 or len(vectors) * _KEY_BYTES != len(keys):
