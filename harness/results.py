@@ -200,7 +200,7 @@ def temporaries(path: str | os.PathLike[str]) -> list[Path]:
 
 class FileLock:
     """An ``flock`` on ``path``, exclusive or shared, held until :meth:`release` (or the process ends, killed or
-    not). The last holder removes the file, so no lock file outlives its users.
+    not). The last holder to let go removes the file (a killed holder's stays until the next one lets go).
 
     Example:
         >>> with FileLock(Path("results/.stsb.json.lock")):
