@@ -15,7 +15,7 @@ export IR_DATASETS_HOME ?= $(CURDIR)/.cache/ir_datasets
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 export ZOOBENCH_CACHE ?= $(CURDIR)/.cache/embeddings
 
-.PHONY: install test test-fidelity test-all test-browser demo lint clean
+.PHONY: install test test-fidelity test-slow test-all test-browser demo lint clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	python3 -m venv $(VENV)
@@ -31,6 +31,9 @@ test: $(STAMP)
 
 test-fidelity: $(STAMP)  ## real pretrained baselines on the shared data against their published scores
 	$(PY) -m pytest -q -m fidelity
+
+test-slow: $(STAMP)  ## only the slow tests (a few minutes: e.g. ten SIGKILLed local-quick runs resumed)
+	$(PY) -m pytest -q -m slow
 
 test-all: $(STAMP)  ## also the slow, fidelity and browser tests
 	$(PY) -m pytest -q -m ""

@@ -1,8 +1,9 @@
 """Embedding cache, content-addressed by (model fingerprint, kind, text): dense rows and sparse term weights.
 
-Dense layout: ``<cache dir>/<fingerprint>/<shard>.npy`` (float32 rows) with ``<shard>.keys`` beside it
-(16-byte blake2b digests of ``kind + "\\0" + text``, one per row). Reading maps the shards with
-``np.load(mmap_mode="r")``.
+Dense layout: ``<cache dir>/<fingerprint>/<shard>.npy`` (float32 rows) with ``<shard>.keys`` beside it: a magic
+line, the CRC-32 of the ``.npy`` bytes and of the keys, then the keys (16-byte blake2b digests of
+``kind + "\\0" + text``, one per row). Reading checks the checksum and the lengths, then maps the shards with
+``np.load(mmap_mode="r")``; a shard that fails is deleted with a one-line warning, so its texts are encoded again.
 
 Sparse layout (:class:`SparseCache`, same keys): ``<cache dir>/<fingerprint>/sparse-v1/<shard>.npz`` holding
 ``keys`` (n, 16) uint8, ``indptr`` (n + 1) int64, ``terms`` int32 indices into ``vocab`` (the shard's terms, a
@@ -11,7 +12,9 @@ whole and consistent (truncated, a zip CRC mismatch) is deleted with a one-line 
 encoded again.
 
 Shards are append-only and written atomically (data, fsync, then rename; a dense shard's ``.keys`` last),
-so an interrupted run leaves only whole shards and several processes can share a cache.
+so an interrupted run leaves only whole shards and several processes can share a cache. Each user of a
+fingerprint holds a shared lock on its ``.lock``; one that finds itself alone (the lock taken exclusively) first
+removes what killed writers left: temporaries and ``.npy`` files without their ``.keys``.
 
 The fingerprint hashes everything that changes an embedding: the model card (name, revision =
 the weights, prompts, pooling, max tokens, similarity), the factory's keyword arguments (dtype,
@@ -30,18 +33,21 @@ import os
 import uuid
 import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.results import atomic_write
+from harness.results import FileLock, atomic_write
 
 __all__ = ["ENCODE_VERSION", "EmbeddingCache", "SparseCache", "fingerprint", "default_cache_dir"]
 
 ENCODE_VERSION = 2  # 2: non-finite rows become zero vectors
 _KEY_BYTES = 16
+_KEYS_MAGIC = b"zoobench-keys-v2\n"  # then the CRC-32 of the shard (npy bytes + keys, 4 bytes), then the keys
+_KEYS_HEAD = len(_KEYS_MAGIC) + 4
 _SPARSE_DIR = "sparse-v1"  # the sparse shard format (bump the suffix when the layout changes)
 _SPARSE_ARRAYS = ("keys", "indptr", "terms", "weights", "vocab")
 
@@ -64,21 +70,38 @@ def _key(kind: str, text: str) -> bytes:
 
 
 class EmbeddingCache:
-    """The cached embeddings of one model fingerprint."""
+    """The cached embeddings of one model fingerprint; :meth:`close` lets go of its lock."""
 
     def __init__(self, root: str | os.PathLike[str], fingerprint: str) -> None:
         self.dir = Path(root) / fingerprint
         self._index: dict[bytes, tuple[int, int]] = {}  # key -> (shard number, row)
         self._shards: list[np.ndarray] = []
-        if self.dir.is_dir():
-            for keys_path in sorted(self.dir.glob("*.keys")):
+        self._seen: set[str] = set()
+        self._lock = FileLock(self.dir / ".lock")
+        if self._lock.acquire(wait=False):  # no other process uses the fingerprint: clear what a killed one left
+            _sweep(self.dir)
+        self._lock.acquire(shared=True)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the shards written since (by another process too)."""
+        for keys_path in sorted(self.dir.glob("*.keys")):
+            if keys_path.name not in self._seen:
+                self._seen.add(keys_path.name)
                 self._open_shard(keys_path)
+        if "sparse" in self.__dict__:
+            self.sparse.refresh()
+
+    def close(self) -> None:
+        """Release the lock (the process's end does too)."""
+        self._lock.release()
 
     def _open_shard(self, keys_path: Path) -> None:
-        keys = keys_path.read_bytes()
-        vectors = np.load(keys_path.with_suffix(".npy"), mmap_mode="r")
-        if len(keys) != _KEY_BYTES * len(vectors):
-            return  # not a whole shard (written by another version or damaged): ignore it
+        try:
+            keys, vectors = _read_dense_shard(keys_path)
+        except (OSError, ValueError) as err:
+            _drop(keys_path, err, keys_path.with_suffix(".npy"))
+            return
         shard = len(self._shards)
         self._shards.append(vectors)
         for row in range(len(vectors)):
@@ -111,9 +134,10 @@ class EmbeddingCache:
             return
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(vectors, dtype=np.float32))
-        name = uuid.uuid4().hex
+        name, keys = uuid.uuid4().hex, b"".join(_key(kind, t) for t in texts)
         atomic_write(self.dir / f"{name}.npy", buf.getvalue())
-        atomic_write(self.dir / f"{name}.keys", b"".join(_key(kind, t) for t in texts))
+        atomic_write(self.dir / f"{name}.keys", _KEYS_MAGIC + _checksum(buf.getbuffer(), keys) + keys)
+        self._seen.add(f"{name}.keys")
         self._open_shard(self.dir / f"{name}.keys")
 
     @functools.cached_property
@@ -129,13 +153,19 @@ class SparseCache:
         self.dir = Path(root) / fingerprint / _SPARSE_DIR
         self._index: dict[bytes, tuple[int, int]] = {}  # key -> (shard number, row)
         self._shards: list[dict[str, Any]] = []
+        self._seen: set[str] = set()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the shards written since (by another process too)."""
         for path in sorted(self.dir.glob("*.npz")) if self.dir.is_dir() else []:
+            if path.name in self._seen:
+                continue
+            self._seen.add(path.name)
             try:
                 shard = _read_sparse_shard(path)
             except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as err:
-                message = f"sparse cache: dropped damaged shard {path} ({err}); its texts are encoded again"
-                warnings.warn(message, stacklevel=2)
-                path.unlink(missing_ok=True)  # a whole shard is renamed into place: this one is damaged for good
+                _drop(path, err)
                 continue
             self._add(shard)
 
@@ -183,7 +213,9 @@ class SparseCache:
         }
         buf = io.BytesIO()
         np.savez(buf, **shard)
-        atomic_write(self.dir / f"{uuid.uuid4().hex}.npz", buf.getvalue())
+        name = f"{uuid.uuid4().hex}.npz"
+        atomic_write(self.dir / name, buf.getvalue())
+        self._seen.add(name)
         self._add({**shard, "vocab": list(vocab)})
 
 
@@ -210,3 +242,51 @@ def _read_sparse_shard(path: Path) -> dict[str, Any]:
     if not ok:
         raise ValueError("inconsistent arrays")
     return shard
+
+
+def _checksum(*parts: Any) -> bytes:
+    """CRC-32 over the parts (it catches torn and flipped bytes; blake2b would cost the warm rerun ~5%)."""
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return crc.to_bytes(4, "little")
+
+
+def _read_dense_shard(keys_path: Path) -> tuple[bytes, np.ndarray]:
+    """A dense shard's keys and rows (memory-mapped), checked against the checksum in its key file.
+
+    Raises:
+        ValueError: a key file of another format, a checksum or length mismatch (the npy reader raises its own).
+    """
+    head = keys_path.read_bytes()
+    keys = head[_KEYS_HEAD:]
+    if not head.startswith(_KEYS_MAGIC[: len(head)]):
+        raise ValueError("not a key file of this version")
+    if len(head) < _KEYS_HEAD or len(keys) % _KEY_BYTES:
+        raise ValueError("truncated key file")
+    npy = keys_path.with_suffix(".npy")
+    if _checksum(np.memmap(npy, dtype=np.uint8, mode="r"), keys) != head[len(_KEYS_MAGIC) : _KEYS_HEAD]:
+        raise ValueError("checksum mismatch")
+    vectors = np.load(npy, mmap_mode="r")
+    if vectors.dtype != np.float32 or vectors.ndim != 2 or len(vectors) * _KEY_BYTES != len(keys):
+        raise ValueError("rows and keys do not match")
+    return keys, vectors
+
+
+def _drop(path: Path, err: Exception, *others: Path) -> None:
+    """Delete a damaged shard (the file that publishes it first), with a one-line warning.
+
+    A shard is renamed into place whole and fsynced before it is published, so a damaged one stays damaged.
+    """
+    what = "sparse cache" if path.suffix == ".npz" else "cache"
+    warnings.warn(f"{what}: dropped damaged shard {path} ({err}); its texts are encoded again", stacklevel=3)
+    for p in (path, *others):
+        p.unlink(missing_ok=True)
+
+
+def _sweep(folder: Path) -> None:
+    """Remove what killed writers left in a fingerprint's folder (call it holding the exclusive lock)."""
+    leftovers = [*folder.glob(".*.tmp"), *folder.glob(f"{_SPARSE_DIR}/.*.tmp")]
+    leftovers += [p for p in folder.glob("*.npy") if not p.with_suffix(".keys").exists()]
+    for path in leftovers:
+        path.unlink(missing_ok=True)

@@ -1,7 +1,10 @@
 """model x tasks -> result records, resumable.
 
 Each finished task is written at once (atomically), so an interrupted suite resumes where it
-stopped; a rerun returns the stored records without loading the model or the data.
+stopped; a rerun returns the stored records without loading the model or the data. A task runs holding
+the lock of its record (``harness.results.FileLock``): a second process on the same model and task waits,
+then takes the record (and the cached embeddings) the first wrote; the holder removes what a killed
+writer of that record left.
 """
 
 from __future__ import annotations
@@ -9,22 +12,27 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gzip
+import hashlib
 import json
+import math
 import os
 import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from harness.cache import EmbeddingCache, default_cache_dir, fingerprint
 from harness.results import (
+    FileLock,
     TaskResult,
     atomic_write,
     items_path,
     qrels_path,
     result_path,
     run_path,
+    temporaries,
     write_qrels,
     write_run,
 )
@@ -36,15 +44,38 @@ from zoo.registry import ModelCard, create_model, get_card
 __all__ = ["evaluate", "result_revision", "code_revision", "hardware"]
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9._-]+")
+
+
 def result_revision(revision: str, model_kwargs: Mapping[str, Any] | None = None) -> str:
     """The revision results are stored under: the card's, plus the factory options when there are any.
 
     ``dtype="bfloat16"`` gives ``<revision>+dtype-bfloat16``, so runs of one card with different
     options keep separate records, even those differing only in options the embedding cache ignores
-    (a model's ``search_options``, e.g. ``mode=hybrid``).
+    (a model's ``search_options``, e.g. ``mode=hybrid``). The mapping is one-to-one: options that would not
+    read back unambiguously (a key outside ``[A-Za-z0-9_]``, a string with other characters or one that reads as
+    a number or bool, a list, ...) give ``<revision>+options=<hash of their canonical JSON>`` instead; the record
+    keeps them whole (``model_kwargs``).
     """
-    parts = [f"{k}-{v}" for k, v in sorted((model_kwargs or {}).items())]
-    return "+".join([revision, *(re.sub(r"[^A-Za-z0-9._-]+", "_", p) for p in parts)])
+    options = dict(model_kwargs or {})
+    if all(_plain_option(k, v) for k, v in options.items()):
+        return "+".join([revision, *(f"{k}-{v}" for k, v in sorted(options.items()))])
+    canonical = json.dumps(options, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
+    return f"{revision}+options={hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
+
+
+def _plain_option(key: str, value: Any) -> bool:
+    """Whether ``key-value`` names the option alone: a plain key, and a finite number, a bool, or a plain string
+    that does not read as one of those (``"1"``, ``"True"``)."""
+    if not (isinstance(key, str) and _PLAIN.fullmatch(key) and "-" not in key):
+        return False
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value not in ("True", "False") and bool(_PLAIN.fullmatch(value))
+        return False
+    return isinstance(value, bool | int | float) and math.isfinite(value) and bool(_PLAIN.fullmatch(str(value)))
 
 
 def _default_command(card: ModelCard, task_ids: Sequence[str], model_kwargs: Mapping[str, Any] | None) -> str:
@@ -124,14 +155,7 @@ def evaluate(
     done: dict[str, TaskResult] = {}
     pending = []
     for task in task_objs:
-        path = result_path(results_dir, card.name, revision, task.spec.id)
-        stored = TaskResult.load(path) if path.exists() and not overwrite else None
-        if stored is not None and stored.data_checksum != task.checksum():
-            log(f"{task.spec.id}: data changed since {path} was written; recomputing")
-            stored = None
-        if stored is not None and _jsonable(stored.task_options) not in map(_jsonable, task.option_sets()):
-            log(f"{task.spec.id}: {path} was run with other task options ({stored.task_options}); recomputing")
-            stored = None
+        stored = _stored(results_dir, card.name, revision, task, overwrite, log)
         if stored is None:
             pending.append(task)
         else:
@@ -147,20 +171,55 @@ def evaluate(
         search_only = set(getattr(instance, "search_options", ()))
         encoder_kwargs = {k: v for k, v in (model_kwargs or {}).items() if k not in search_only}
         emb_cache = EmbeddingCache(cache_dir or default_cache_dir(), fingerprint(card, encoder_kwargs))
+    run = _TaskRun(instance, card, revision, dict(model_kwargs or {}), results_dir, batch_size, progress, command, log)
     skipped = []
-    for task in pending:
-        if not task.supports(instance):
-            need = " or ".join(p.__name__ for p in task.requires)
-            skipped.append(task.spec.id)
-            log(f"skip {task.spec.id}: {card.name} cannot run {task.spec.type} tasks (needs {need})")
-            continue
-        record = _run_task(instance, card, revision, task, results_dir, batch_size, progress, command, emb_cache)
-        score, seconds = record.get_score(), record.runtime["total_s"]
-        log(f"{card.name} {task.spec.id}: {record.main_score} = {score:.4f} ({seconds:.1f}s)")
-        done[task.spec.id] = record
+    try:
+        for task in pending:
+            if not task.supports(instance):
+                need = " or ".join(p.__name__ for p in task.requires)
+                skipped.append(task.spec.id)
+                log(f"skip {task.spec.id}: {card.name} cannot run {task.spec.type} tasks (needs {need})")
+                continue
+            path = result_path(results_dir, card.name, revision, task.spec.id)
+            lock = FileLock(path.with_name(f".{path.name}.lock"))
+            if not lock.acquire(wait=False):
+                log(f"{task.spec.id}: another process is writing {path}; waiting for it")
+                lock.acquire()
+            try:  # another process may have written the record (and cached embeddings) since the check above
+                if emb_cache is not None:
+                    emb_cache.refresh()
+                stored = _stored(results_dir, card.name, revision, task, overwrite, log=lambda m: None)
+                done[task.spec.id] = stored or run(task, emb_cache)
+            finally:
+                lock.release()
+    finally:
+        if emb_cache is not None:
+            emb_cache.close()
     if task_objs and not done:
         raise ZooError(f"model {card.name} can run none of the tasks ({', '.join(skipped)})")
     return [done[t.spec.id] for t in task_objs if t.spec.id in done]
+
+
+def _stored(
+    results_dir: str | os.PathLike[str],
+    model: str,
+    revision: str,
+    task: Task,
+    overwrite: bool,
+    log: Callable[[str], None],
+) -> TaskResult | None:
+    """The task's stored record, unless ``overwrite`` or it is stale (other data or task options)."""
+    path = result_path(results_dir, model, revision, task.spec.id)
+    if overwrite or not path.exists():
+        return None
+    stored = TaskResult.load(path)
+    if stored.data_checksum != task.checksum():
+        log(f"{task.spec.id}: data changed since {path} was written; recomputing")
+        return None
+    if _jsonable(stored.task_options) not in map(_jsonable, task.option_sets()):
+        log(f"{task.spec.id}: {path} was run with other task options ({stored.task_options}); recomputing")
+        return None
+    return stored
 
 
 def _placement(model: Any) -> dict[str, str]:
@@ -176,49 +235,59 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _run_task(
-    model: Any,
-    card: ModelCard,
-    revision: str,
-    task: Task,
-    results_dir: str | os.PathLike[str],
-    batch_size: int,
-    progress: bool,
-    command: str,
-    cache: EmbeddingCache | None,
-) -> TaskResult:
-    t0 = time.perf_counter()
-    checksum = task.checksum()
-    out = task.evaluate(model, batch_size=batch_size, progress=progress, cache=cache)
-    total = time.perf_counter() - t0
-    spec = task.spec
-    for split, run in out.runs.items():
-        write_run(run_path(results_dir, card.name, revision, spec.id, split), run, tag=card.name)
-    for split, qrels in out.qrels.items():
-        write_qrels(qrels_path(results_dir, card.name, revision, spec.id, split), qrels)
-    for split, items in out.items.items():
-        atomic_write(
-            items_path(results_dir, card.name, revision, spec.id, split),
-            gzip.compress(json.dumps(items).encode(), mtime=0),
+@dataclass
+class _TaskRun:
+    """Runs one task and writes its files and record (the caller holds the record's lock)."""
+
+    model: Any
+    card: ModelCard
+    revision: str
+    model_kwargs: dict[str, Any]
+    results_dir: str | os.PathLike[str]
+    batch_size: int
+    progress: bool
+    command: str
+    log: Callable[[str], None]
+
+    def __call__(self, task: Task, cache: EmbeddingCache | None) -> TaskResult:
+        spec, name, revision, root = task.spec, self.card.name, self.revision, self.results_dir
+        outputs = [result_path(root, name, revision, spec.id)]
+        for split in spec.splits:
+            outputs += [f(root, name, revision, spec.id, split) for f in (run_path, qrels_path, items_path)]
+        for leftover in (tmp for out in outputs for tmp in temporaries(out)):
+            leftover.unlink(missing_ok=True)  # a killed writer's: the lock is ours
+        t0 = time.perf_counter()
+        checksum = task.checksum()
+        out = task.evaluate(self.model, batch_size=self.batch_size, progress=self.progress, cache=cache)
+        total = time.perf_counter() - t0
+        for split, run in out.runs.items():
+            write_run(run_path(root, name, revision, spec.id, split), run, tag=name)
+        for split, qrels in out.qrels.items():
+            write_qrels(qrels_path(root, name, revision, spec.id, split), qrels)
+        for split, items in out.items.items():
+            atomic_write(
+                items_path(root, name, revision, spec.id, split), gzip.compress(json.dumps(items).encode(), mtime=0)
+            )
+        record = TaskResult(
+            model=name,
+            revision=revision,
+            task_id=spec.id,
+            task_type=spec.type,
+            main_score=task.main_metric,
+            scores=out.scores,
+            n_items=out.n_items,
+            data_checksum=checksum,
+            code_revision=code_revision(),
+            command=self.command,
+            runtime={**{k: round(v, 3) for k, v in out.timings.items()}, "total_s": round(total, 3)},
+            hardware={**hardware(), **_placement(self.model)},
+            date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            languages=list(spec.languages),
+            dataset_revision=spec.revision,
+            task_options=task.run_options(self.model),
+            model_card=self.card.to_dict(),
+            model_kwargs=json.loads(json.dumps(self.model_kwargs, default=repr)),
         )
-    record = TaskResult(
-        model=card.name,
-        revision=revision,
-        task_id=spec.id,
-        task_type=spec.type,
-        main_score=task.main_metric,
-        scores=out.scores,
-        n_items=out.n_items,
-        data_checksum=checksum,
-        code_revision=code_revision(),
-        command=command,
-        runtime={**{k: round(v, 3) for k, v in out.timings.items()}, "total_s": round(total, 3)},
-        hardware={**hardware(), **_placement(model)},
-        date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        languages=list(spec.languages),
-        dataset_revision=spec.revision,
-        task_options=task.run_options(model),
-        model_card=card.to_dict(),
-    )
-    record.save(results_dir)
-    return record
+        record.save(root)
+        self.log(f"{name} {spec.id}: {record.main_score} = {record.get_score():.4f} ({total:.1f}s)")
+        return record

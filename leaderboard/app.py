@@ -5,7 +5,8 @@
 
 The page reads result records and stored comparisons, nothing else: ``data.py`` and ``units.py`` shape
 them, ``charts.py`` draws them, each cached here with ``st.cache_data``. Text from the records reaches
-Markdown only through ``data.escape_markdown``; tables and charts show it as plain text.
+Markdown (captions, headings, alerts, column tooltips) only through ``data.escape_markdown``; tables, column
+labels and charts show it as plain text.
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ def overview_ui(table: pd.DataFrame) -> None:
         "texts_per_s": st.column_config.NumberColumn("texts/s", format="%.0f"),
         "mean": SCORE,
         **{
-            c: st.column_config.NumberColumn(c.removeprefix(data.TYPE_PREFIX), format="%.2f", help=f"{c} tasks")
+            c: st.column_config.NumberColumn(
+                c.removeprefix(data.TYPE_PREFIX), format="%.2f", help=data.escape_markdown(f"{c} tasks")
+            )
             for c in table.columns
             if c.startswith(data.TYPE_PREFIX)
         },

@@ -10,7 +10,8 @@ record (resolved recipe, data checksums, git revision, weights sha256). The regi
 - The card is built from the folder: name and family from ``train.json``, ``revision`` =
   ``sha256-<first 12 hex digits of model.safetensors>`` (recorded at the end of training and checked
   when the weights load), pooling / prompts / max tokens from the family's config file.
-- A folder whose name is already registered by a family is skipped with a warning.
+- A folder whose name is already registered by a family, or whose weights are not safetensors, is skipped with a
+  warning that says why.
 - A LoRA folder (``[model.lora]``, ``zoo.train.lora``) holds an adapter instead of the family's weights: its
   revision is the adapter file's hash, and it loads onto its base, whose weights must still have the recorded hash.
 """
@@ -31,13 +32,14 @@ import numpy as np
 from zoo.errors import ZooError
 from zoo.protocols import Encoder
 from zoo.registry import ModelCard, get_family
-from zoo.weights import INDEX, WEIGHTS, sha256_file, weights_sha256
+from zoo.weights import INDEX, WEIGHTS, sha256_file, weight_files, weights_sha256
 
 __all__ = [
     "TRAIN_RECORD",
     "WEIGHTS",
     "is_lora",
     "trained_sha256",
+    "check_safetensors",
     "models_dir",
     "discover",
     "card_from_folder",
@@ -64,7 +66,21 @@ def is_lora(folder: Path) -> bool:
 def trained_sha256(folder: Path) -> str:
     """What a training folder's weights are identified by: the LoRA adapter file's sha256, else the family's
     weights' (``zoo.weights.weights_sha256``: one file or shards)."""
+    check_safetensors(folder)
     return sha256_file(folder / ADAPTER_WEIGHTS) if is_lora(folder) else weights_sha256(folder)
+
+
+def check_safetensors(folder: Path) -> None:
+    """Refuse a training folder whose weights are not safetensors (a look-alike with ``pytorch_model.bin`` or
+    ``adapter_model.bin``: checkpoints never load from pickle).
+
+    Raises:
+        ZooError: naming the file that is missing.
+    """
+    if not is_lora(folder):
+        weight_files(folder)
+    elif not (folder / ADAPTER_WEIGHTS).is_file():
+        raise ZooError(f"{folder}: no {ADAPTER_WEIGHTS} (weights load from safetensors only)")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -129,6 +145,7 @@ def _discover(taken: tuple[str, ...], folders: tuple[tuple[str, tuple[int, ...]]
     found = []
     for folder in (Path(f) for f, _ in folders):
         try:
+            check_safetensors(folder)
             card = card_from_folder(folder)
         except ZooError as e:
             print(f"zoobench: warning: skipped trained model {folder}: {e}", file=sys.stderr)
@@ -266,7 +283,9 @@ def export_sentence_transformers(name: str, out: str | os.PathLike[str], *, veri
             convert = get_family(card.family).to_transformers  # a folder stock transformers cannot load as it is
             source = convert(folder, Path(stock)) if convert else folder
             transformer = Transformer(
-                str(source), max_seq_length=card.max_tokens, model_kwargs={"add_pooling_layer": False}
+                str(source),
+                max_seq_length=card.max_tokens,
+                model_kwargs={"add_pooling_layer": False, "use_safetensors": True},
             )
     finally:
         hf_logging.set_verbosity(level)

@@ -28,12 +28,13 @@ def test_put_get_roundtrip_persists_across_instances(tmp_path: Path) -> None:
     assert again.get(["a"], "document") == ([0], None)
 
 
-def test_a_damaged_shard_is_ignored(tmp_path: Path) -> None:
+def test_a_torn_key_file_is_dropped(tmp_path: Path) -> None:
     cache = EmbeddingCache(tmp_path, "fp")
     cache.put(["a", "b"], "query", np.ones((2, 4), dtype=np.float32))
     (keys,) = list((tmp_path / "fp").glob("*.keys"))
     keys.write_bytes(keys.read_bytes()[:20])  # torn write
-    assert EmbeddingCache(tmp_path, "fp").get(["a", "b"], "query") == ([0, 1], None)
+    with pytest.warns(UserWarning, match=r"\(truncated key file\)"):
+        assert EmbeddingCache(tmp_path, "fp").get(["a", "b"], "query") == ([0, 1], None)
 
 
 WEIGHTS = [{"x": 1.5, "\n": 2.0, "é": 0.25}, {}, {"x\x00": 3.0}]  # odd terms and an empty dict round-trip too

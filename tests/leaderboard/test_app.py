@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -339,6 +340,33 @@ def test_untrusted_text_is_escaped(app: AppTest) -> None:
     for p in protos:
         body = getattr(p, "body", "")
         assert "<img" not in body.replace("\\<img", ""), body
+
+
+def test_a_hostile_task_type_is_escaped_in_column_tooltips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Column tooltips (``help=``) render Markdown: a task type from a record reaches them escaped."""
+    for model, score in (("a", 0.5), ("b", 0.6)):
+        TaskResult(
+            model=model,
+            revision="r",
+            task_id="local/x",
+            task_type=EVIL,
+            main_score="accuracy",
+            scores={"test": {"accuracy": score, "main_score": score}},
+            n_items={"test": 3},
+            data_checksum="sha256:x",
+            code_revision="test",
+            command="pytest",
+            runtime={"total_s": 1.0},
+            hardware={},
+            date=OLD_DATE,
+            model_card={"name": model, "family": "f"},
+        ).save(tmp_path)
+    monkeypatch.setenv("ZOOBENCH_RESULTS", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    tooltips = [c["help"] for frame in at.dataframe for c in json.loads(frame.proto.columns).values() if "help" in c]
+    assert f"mean {data.escape_markdown(EVIL)} tasks" in tooltips
+    assert not [t for t in tooltips if re.search(r"(?<!\\)[<\[*]", t)], tooltips
 
 
 # Claims ===========================================================================================

