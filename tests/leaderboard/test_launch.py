@@ -50,7 +50,7 @@ import json, sys
 import leaderboard.app
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file({str(REPO / "leaderboard" / "app.py")!r}, default_timeout=60).run()
-assert not at.exception and len(at.tabs) == 5, at.exception
+assert not at.exception and len(at.tabs) == 6, at.exception
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "zoo", "harness", "transformers"))))
 """
     env = {**os.environ, "ZOOBENCH_RESULTS": str(results_root)}

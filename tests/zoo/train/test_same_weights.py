@@ -201,6 +201,12 @@ def run_case(case: str, root: Path) -> dict[str, Any]:
     }
 
 
+# Parameters whose exact gradient is zero, so that Adam moves them by float noise alone (up to lr per step, in a
+# direction that depends on the CPU): listwise CE over one query's candidates does not change when every logit moves
+# by the same bias. Seen on an AMD EPYC against the golden file of an Intel Xeon (norm 0.00150 vs 0.00139).
+FLOAT_NOISE = {("mgte-rerank", "classifier.bias")}
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_the_engine_trains_to_the_weights_of_before_the_refactor(case: str, tmp_path: Path) -> None:
     golden = json.loads(GOLDEN.read_text())
@@ -208,6 +214,8 @@ def test_the_engine_trains_to_the_weights_of_before_the_refactor(case: str, tmp_
     assert got["losses"] == pytest.approx(want["losses"], rel=1e-4, abs=1e-6)
     assert got["tensors"].keys() == want["tensors"].keys()
     for name, (s, n) in want["tensors"].items():
+        if (case, name) in FLOAT_NOISE:
+            continue
         assert got["tensors"][name][1] == pytest.approx(n, rel=1e-4, abs=1e-5), name
         assert got["tensors"][name][0] == pytest.approx(s, rel=1e-3, abs=1e-3 * max(1.0, n)), name
     if golden["machine"] == _machine():
