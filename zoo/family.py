@@ -68,6 +68,10 @@ class Family:
             transformers loads (``AutoModel``, no remote code), for families whose own folders it cannot load (mGTE's
             ``model_type: "new"``); None when a saved folder already is one (GTE's BERT folders). The
             sentence-transformers export (``zoo.trained.export_sentence_transformers``) goes through it.
+        to_sentence_transformers: ``(model, out, prompts=...) -> out``: writes a loaded ``model`` (LoRA adapters
+            merged) as a sentence-transformers folder, for families whose pooling needs more than a stock Pooling
+            module over the folder (the decoder's last token: left padding and an appended end token); None: the
+            generic export over the folder.
         citation: the family's paper.
     """
 
@@ -78,4 +82,5 @@ class Family:
     scratch: Callable[..., Path] | None = None
     scratch_config: type = ScratchConfig
     to_transformers: Callable[[Path, Path], Path] | None = None
+    to_sentence_transformers: Callable[..., Path] | None = None
     citation: str = ""

@@ -258,11 +258,21 @@ def export_sentence_transformers(name: str, out: str | os.PathLike[str], *, veri
     from zoo.checkpoints import resolve
 
     folder = resolve(card.source)
-    if (folder / ADAPTER_CONFIG).is_file():
-        raise ZooError(f"model {name!r} is a LoRA adapter; only full weights export to sentence-transformers")
     runner = _runner_class(card.family, folder)
     if not hasattr(runner, "encode"):
         raise ZooError(f"model {name!r} is a {runner.__name__}; only encoders export to sentence-transformers")
+    family = get_family(card.family)
+    if family.to_sentence_transformers is not None:  # the family writes its own modules from the loaded model
+        if is_lora(folder):
+            from zoo.train.lora import load_lora
+
+            model = load_lora(family, folder)  # the adapter merged into its base
+        else:
+            model = family.model.from_pretrained(folder)
+        out = family.to_sentence_transformers(model, out, prompts=dict(card.prompts))
+        return _verify_st(name, card, out) if verify else out
+    if (folder / ADAPTER_CONFIG).is_file():
+        raise ZooError(f"model {name!r} is a LoRA adapter; only full weights export to sentence-transformers")
     extra = _read_json(folder / "zoobench.json") if (folder / "zoobench.json").exists() else {}
     pooling = extra.get("pooling", "mean")
     if pooling not in _ST_POOLING:
@@ -299,11 +309,17 @@ def export_sentence_transformers(name: str, out: str | os.PathLike[str], *, veri
     st = SentenceTransformer(modules=modules, prompts=dict(card.prompts) or None, device="cpu")
     out = Path(out)
     st.save(str(out))
-    if verify:
-        probe = ["A short sentence.", "Scientific claims need evidence from abstracts " * 8, "x"]
-        ours = trained(card).encode(probe)
-        theirs = SentenceTransformer(str(out), device="cpu").encode(probe, convert_to_numpy=True)
-        diff = float(np.abs(ours - theirs).max())
-        if diff > 1e-4:
-            raise ZooError(f"sentence-transformers export of {name!r} embeds differently (max abs diff {diff:.2e})")
+    return _verify_st(name, card, out) if verify else out
+
+
+def _verify_st(name: str, card: ModelCard, out: Path) -> Path:
+    """Reload ``out`` with sentence-transformers and check it embeds a few texts as zoobench does (1e-4)."""
+    from sentence_transformers import SentenceTransformer
+
+    probe = ["A short sentence.", "Scientific claims need evidence from abstracts " * 8, "x"]
+    ours = trained(card).encode(probe)
+    theirs = SentenceTransformer(str(out), device="cpu").encode(probe, convert_to_numpy=True)
+    diff = float(np.abs(ours - theirs).max())
+    if diff > 1e-4:
+        raise ZooError(f"sentence-transformers export of {name!r} embeds differently (max abs diff {diff:.2e})")
     return out

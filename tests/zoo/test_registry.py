@@ -313,8 +313,14 @@ def test_listing_and_resolving_cards_imports_no_torch_once_the_card_index_is_cur
     }
 
     def listing() -> dict:
-        out = subprocess.run([sys.executable, "-c", _listing_script(tmp_path)], env=env, cwd=tmp_path,
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", _listing_script(tmp_path)],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return json.loads(out.strip().splitlines()[-1])
 
     first = listing()  # no index yet: the families are imported and the index written

@@ -127,3 +127,45 @@ def test_only_encoders_export(models_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ZooError, match="is a MGTERanker; only encoders export"):
         export_sentence_transformers(name, tmp_path / "st")
     assert ScratchConfig is not MGTEScratchConfig  # each family reads its own scratch table
+
+
+def _st_layout(out: Path) -> tuple[list[str], dict, dict]:
+    modules = json.loads((out / "modules.json").read_text())
+    kinds = [m["type"].rsplit(".", 1)[1] for m in modules]
+    pooling = json.loads((out / modules[1]["path"] / "config.json").read_text())
+    tokenizer = json.loads((out / "tokenizer_config.json").read_text())
+    return kinds, pooling, tokenizer
+
+
+# Llama only: a Qwen2 folder carrying a WordPiece vocabulary (a test artefact) reloads in sentence-transformers with
+# AutoTokenizer's Qwen2 class, which reads the vocabulary differently; the export's own check (verify) catches that.
+@pytest.mark.parametrize(("arch", "template"), [("llama", "bert"), ("llama", "none")])
+def test_decoder_last_token_pooling(arch: str, template: str, models_dir: Path, tmp_path: Path) -> None:
+    """Left padding and the end token: texts of very different lengths (one cut at max_tokens) in one batch embed as
+    the zoo's encoder embeds them, with a tokenizer that ends every text with the end token itself (WordPiece's
+    [CLS] .. [SEP]) and with one that adds nothing (as SmolLM2's), where the export's template appends it."""
+    name = _register(models_dir, "decoder", arch=arch)
+    if template == "none":
+        path = models_dir / name / "tokenizer.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"post_processor": None}))
+        assert create_model(name).model.token_ids(["a"])[0][-1] == 102  # the zoo appends [SEP]
+    assert _round_trip(name, tmp_path / "st") < 1e-5
+    kinds, pooling, tokenizer = _st_layout(tmp_path / "st")
+    assert kinds == ["Transformer", "Pooling", "Normalize"]
+    assert pooling["pooling_mode"] == "lasttoken" and tokenizer["padding_side"] == "left"
+    assert json.loads((tmp_path / "st" / "config.json").read_text())["model_type"] == arch
+
+
+def test_decoder_lora_adapter_exports_merged(models_dir: Path, tmp_path: Path) -> None:
+    """A LoRA run's folder (an adapter over a pinned base) exports as full weights with the adapter merged."""
+    pytest.importorskip("peft")
+    from tests.zoo.test_decoder import _recipe, _tiny
+    from tests.zoo.train.conftest import make_data
+    from zoo.train import train
+
+    init = _tiny("llama").save_pretrained(tmp_path / "init")
+    recipe = _recipe(init, lora={"r": 4, "alpha": 8})
+    train(recipe, out=models_dir / "decoder-test.run", data_dir=make_data(tmp_path / "data"), progress=False)
+    assert (models_dir / "decoder-test.run" / "adapter_config.json").is_file()
+    assert _round_trip("decoder-test.run", tmp_path / "st") < 1e-5
+    assert not list((tmp_path / "st").glob("adapter_*"))  # full weights, nothing for peft to load

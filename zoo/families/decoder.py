@@ -433,17 +433,6 @@ def _write_scratch(folder: Path, tokenizer: Any, cfg: DecoderScratchConfig, *, s
     return folder
 
 
-FAMILY = Family(
-    name="decoder",
-    model=DecoderModel,
-    runtime=DecoderModel.as_encoder,
-    runtime_class=DecoderModel.runner_class,
-    scratch=_write_scratch,
-    scratch_config=DecoderScratchConfig,
-    citation=_CITE,
-)
-
-
 def export_st(model: DecoderModel, out: str | os.PathLike[str], *, prompts: Mapping[str, str] | None = None) -> Path:
     """Write a sentence-transformers folder of a last-token model: the causal LM's base model, ``lasttoken``
     pooling, left padding, Normalize, and the prompts; sentence-transformers does not append the end token, so the
@@ -455,8 +444,12 @@ def export_st(model: DecoderModel, out: str | os.PathLike[str], *, prompts: Mapp
     Raises:
         ZooError: mean pooling with a prompt template, Udever's kind-dependent end tokens, or a slow tokenizer.
     """
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Normalize, Pooling, Transformer
+    try:
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.models import Normalize, Pooling, Transformer
     from tokenizers import processors
 
     if model.special_tokens:
@@ -465,18 +458,22 @@ def export_st(model: DecoderModel, out: str | os.PathLike[str], *, prompts: Mapp
     tmp = out / "_lm"
     model.save_pretrained(tmp)
     with quiet_transformers():
-        transformer = Transformer(str(tmp), max_seq_length=model.max_tokens - (model.pooling == "last"))
+        transformer = Transformer(str(tmp), max_seq_length=model.max_tokens)
     tok = transformer.tokenizer
     tok.padding_side = model.padding_side
-    if model.pooling == "last":
+    if model.pooling == "last" and tok("a")["input_ids"][-1:] == [model.end_id]:
+        transformer.max_seq_length = model.max_tokens - 1  # token_ids cuts to max_tokens - 1, the end included
+    elif model.pooling == "last":
+        # the tokenizer's own template (a BOS, say) and then the end token: Hugging Face truncation counts both, so
+        # a long text keeps max_tokens - 1 of its tokens as token_ids keeps them
         if not getattr(tok, "is_fast", False):
             raise ZooError("sentence-transformers export needs a fast tokenizer (the end token goes in its template)")
         end = tok.convert_ids_to_tokens(model.end_id)
-        tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"$A {end}", special_tokens=[(end, model.end_id)]
-        )
+        append = processors.TemplateProcessing(single=f"$A {end}", special_tokens=[(end, model.end_id)])
+        own = tok.backend_tokenizer.post_processor
+        tok.backend_tokenizer.post_processor = processors.Sequence([own, append]) if own is not None else append
     pooling = Pooling(
-        transformer.get_word_embedding_dimension(), pooling_mode={"last": "lasttoken"}.get(model.pooling, model.pooling)
+        transformer.get_embedding_dimension(), pooling_mode={"last": "lasttoken"}.get(model.pooling, model.pooling)
     )
     modules = [transformer, pooling] + ([Normalize()] if model.normalize else [])
     st = SentenceTransformer(modules=modules, prompts=dict(prompts if prompts is not None else model.prompts) or None)
@@ -485,6 +482,18 @@ def export_st(model: DecoderModel, out: str | os.PathLike[str], *, prompts: Mapp
 
     shutil.rmtree(tmp)
     return out
+
+
+FAMILY = Family(
+    name="decoder",
+    model=DecoderModel,
+    runtime=DecoderModel.as_encoder,
+    runtime_class=DecoderModel.runner_class,
+    scratch=_write_scratch,
+    scratch_config=DecoderScratchConfig,
+    to_sentence_transformers=export_st,
+    citation=_CITE,
+)
 
 
 # Factory =========================================================================================
