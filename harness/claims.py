@@ -14,6 +14,7 @@ two models on some tasks::
     tasks = ["local/scifact"]
     expect = "better"                  # B better than A; or "not-worse" with a margin in points (x100)
     make = ["zoobench train --recipe gte/minilm-two-stage"]   # optional: what makes B before it runs
+                                       # (a `zoobench run --model X ...` here replaces the generated one for X)
 
 Verdicts, per task split and then per claim (``alpha`` 0.05 unless the claim sets it):
 
@@ -229,7 +230,10 @@ def check_claim(claim: Claim, results_dir: str | Path = "results") -> ClaimResul
         except ZooError:
             missing.append(spec)
     if missing:
-        commands = [*claim.make, *(_run_command(s, claim.tasks) for s in missing)]
+        given = [m.split() for m in claim.make if m.startswith("zoobench run ")]
+        named = {w[i + 1] for w in given for i in range(len(w) - 1) if w[i] in ("--model", "-m")}
+        runs = [_run_command(s, claim.tasks) for s in missing if s.partition("@")[0].partition("+")[0] not in named]
+        commands = [*claim.make, *runs]  # a claim's own `zoobench run` of a model (task options, say) wins
         reason = f"no records of {' and '.join(missing)} on every task in {root}"
         return ClaimResult(claim, "missing", reason=reason, commands=tuple(commands))
     k = 1 if claim.expect == "better" else len(claim.tasks)  # Bonferroni for the intervals of not-worse claims

@@ -183,3 +183,20 @@ def test_the_repository_claims_load() -> None:
     ids = {c.id for c in claims}
     assert {"gte/two-stage-in-domain", "gte/improved-contrastive-loss", "mgte/hybrid-beats-sparse"} <= ids
     assert all(c.says and c.tasks and c.make for c in claims)
+
+
+def test_a_claims_own_run_command_replaces_the_generated_one(tmp_path: Path, results: Path) -> None:
+    body = """
+    [[claims]]
+    id = "toy/deep"
+    says = "Absent re-ranks better."
+    a = "absent+dtype-bfloat16"
+    b = "gone"
+    tasks = ["toy/ret"]
+    make = ["zoobench run --model absent --tasks toy/ret --model-kwarg dtype=bfloat16 --task-option rerank_depth=10"]
+    """
+    (r,) = check_claims(load_claims(_claims(tmp_path, body)), results)
+    assert r.verdict == "missing" and r.commands == (
+        "zoobench run --model absent --tasks toy/ret --model-kwarg dtype=bfloat16 --task-option rerank_depth=10",
+        "zoobench run --model gone --tasks toy/ret",
+    )
