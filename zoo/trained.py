@@ -107,7 +107,7 @@ def card_from_folder(folder: Path) -> ModelCard:
         family=family,
         revision=f"sha256-{sha.removeprefix('sha256:')[:12]}",
         source=f"trained:{folder.name}",
-        upstream=f"trained by zoobench ({record.get('recipe', '?')}) from {record.get('init') or 'scratch'}",
+        upstream=f"trained by zoobench ({record.get('recipe', '?')}) from {_origin(record)}",
         params=record.get("params"),
         embed_dim=record.get("embed_dim"),
         max_tokens=extra.get("max_tokens"),
@@ -215,6 +215,16 @@ def trained(card: ModelCard, *, check_revision: bool = True, **kwargs: Any) -> E
 
         return family.runtime(load_lora(family, folder), card, **kwargs)
     return family.runtime(family.model.from_pretrained(folder), card, **kwargs)
+
+
+def _origin(record: dict[str, Any]) -> str:
+    """What a trained model started from: its init, scratch, or the merge (method, task models, base, alphas)."""
+    merge = record.get("merge")
+    if not merge:
+        return record.get("init") or "scratch"
+    alphas = merge.get("alphas")
+    learned = f", learned alphas {json.dumps(alphas, separators=(',', ':'))}" if alphas else ""
+    return f"a {merge['method']} merge of {', '.join(merge['models'])} over {merge['base']}{learned}"
 
 
 # SENTENCE-TRANSFORMERS EXPORT ====================================================================

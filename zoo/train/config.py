@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
+from zoo.merge import MergeConfig, check_method
 from zoo.train.data import SourceConfig
 
 __all__ = [
@@ -71,7 +72,9 @@ class ModelConfig:
     prefix (``backbone.embeddings.``). With ``trainable`` set only the parameters it matches train (BitFit:
     ``trainable = ["*.bias"]``); ``freeze`` then keeps some of those fixed too. Every pattern must match. With
     ``lora`` (a :class:`LoraConfig`) the base weights are fixed and the adapter trains, with what ``trainable`` names
-    (a task head); the output folder then holds the adapter and a reference to its base, not a copy of it.
+    (a task head); the output folder then holds the adapter and a reference to its base, not a copy of it. With
+    ``merge`` (a ``zoo.merge.MergeConfig``, in place of ``init``) the model starts as a merge of task models over a
+    base; with ``method = "self-positioning"`` only the merge's alphas train (``model.merge_alphas``).
     """
 
     family: str = "gte"
@@ -81,6 +84,7 @@ class ModelConfig:
     trainable: list[str] = field(default_factory=list)  # when set, only these parameters train (patterns)
     scratch: dict[str, Any] = field(default_factory=dict)  # the family's scratch config (tokenizer, sizes, ...)
     lora: LoraConfig | None = None  # the [model.lora] table: train a LoRA adapter instead of the weights
+    merge: MergeConfig | None = None  # the [model.merge] table: start from a merge of task models (zoo.merge)
 
 
 @dataclass
@@ -115,7 +119,7 @@ class TrainConfig:
     """A whole training run."""
 
     name: str
-    stages: list[StageConfig]
+    stages: list[StageConfig] = field(default_factory=list)  # none only for a fixed merge ([model.merge])
     description: str = ""
     model: ModelConfig = field(default_factory=ModelConfig)
     seed: int = 0
@@ -156,8 +160,16 @@ def _convert_dict(tp: Any, value: Any, where: str) -> dict[str, Any]:
 
 
 def _convert_optional(tp: Any, value: Any, where: str) -> Any:
-    (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-    return None if value is None else _convert(inner, value, where)
+    """``X | None`` and ``X | Y``: None, else the first alternative the value converts to."""
+    if value is None:
+        return None
+    first = None
+    for inner in [a for a in typing.get_args(tp) if a is not type(None)]:
+        try:
+            return _convert(inner, value, where)
+        except ZooError as e:
+            first = first or e
+    raise first
 
 
 # typing origin -> converter; dataclasses and scalars are handled in _convert
@@ -312,7 +324,10 @@ _STAGE_NUMBERS = (
 
 
 def _check(cfg: TrainConfig, where: str) -> None:
-    if not cfg.stages:
+    merge = cfg.model.merge
+    if merge is not None:
+        _check_merge(cfg, merge, where)
+    elif not cfg.stages:
         raise ZooError(f"{where}: no [[stages]]")
     lora = cfg.model.lora
     if lora is not None and (lora.r < 1 or lora.alpha <= 0 or not 0 <= lora.dropout < 1):
@@ -332,6 +347,22 @@ def _check(cfg: TrainConfig, where: str) -> None:
         src_names = [src.name for src in s.sources]
         if len(set(src_names)) != len(src_names):
             raise ZooError(f"{where}: source names of stage {s.name!r} must be unique, got {src_names}")
+
+
+def _check_merge(cfg: TrainConfig, merge: MergeConfig, where: str) -> None:
+    try:
+        check_method(merge)
+    except ZooError as e:
+        raise ZooError(f"{where}: model.{str(e)}") from None
+    if cfg.model.init or cfg.model.scratch or cfg.model.lora is not None:
+        raise ZooError(f"{where}: model.merge replaces model.init, model.scratch and model.lora; set only the merge")
+    if merge.method == "self-positioning":
+        if not cfg.stages:
+            raise ZooError(f"{where}: self-positioning learns its alphas: it needs [[stages]] (the probe set)")
+        if cfg.model.trainable or cfg.model.freeze:
+            raise ZooError(f"{where}: with self-positioning only the merge alphas train; drop model.trainable/freeze")
+        if cfg.checkpoint_every:
+            raise ZooError(f"{where}: self-positioning runs are not checkpointed (checkpoint_every must be 0)")
 
 
 # TOML OUTPUT =====================================================================================

@@ -53,6 +53,7 @@ from typing import Any
 import torch
 import torch.distributed as tdist
 
+from zoo import merge
 from zoo.datafiles import resolve_data_dir
 from zoo.errors import ZooError
 from zoo.family import Family
@@ -123,6 +124,9 @@ def _build_scratch(cfg: TrainConfig, family: Family, folder: Path, data_dir: Pat
 
 
 def _init_model(cfg: TrainConfig, family: Family, out: Path, data_dir: Path, d: Dist) -> tuple[Any, dict | None]:
+    if cfg.model.merge is not None:  # a merge (zoo.merge.build); self-positioning's alphas: model.merge_alphas
+        model, positioning = merge.build(family, cfg.model.merge, cfg.model.overrides)
+        return model, None if positioning is None else {"positioning": positioning}
     if cfg.model.init:
         return family.model.from_pretrained(cfg.model.init, **cfg.model.overrides), None
     folder = out / "init"
@@ -203,10 +207,11 @@ def _save_model(model: Any, folder: Path, lora_base: dict[str, Any] | None) -> N
 
 
 def _optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.AdamW:
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decays = [p.ndim >= 2 and n != "merge_alphas" for n, p in params]  # not biases, norms or merge alphas
     groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": stage.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},  # biases and norms
+        {"params": [p for (_, p), dec in zip(params, decays, strict=True) if dec], "weight_decay": stage.weight_decay},
+        {"params": [p for (_, p), dec in zip(params, decays, strict=True) if not dec], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=stage.lr)
 
@@ -333,6 +338,7 @@ class _Run:
         self.progress, self.on_step = progress, on_step
         self.config_hash = _config_hash(cfg)
         self.lora_base: dict[str, Any] | None = None  # with [model.lora]: the base the adapter is pinned to
+        self.positioning: merge.Positioning | None = None  # with self-positioning: the alphas' layout
 
     def _log_path(self) -> Path:
         return self.out / "metrics.jsonl"
@@ -357,8 +363,12 @@ class _Run:
                 self._log_path().unlink(missing_ok=True)
         d.barrier()
         model, scratch = _init_model(cfg, self.family, out, self.data_dir, d)
+        self.positioning = scratch.pop("positioning") if scratch and "positioning" in scratch else None
+        scratch = scratch or None
         resume_from = ckpts[-1] / "model" if state is not None else None
         self.lora_base, trainable = _with_lora(cfg, model, out, resume_from)
+        if self.positioning is not None:
+            trainable = ["merge_alphas"]  # nothing else moves (zoo.merge.position)
         if resume_from is not None:
             if self.lora_base is None:  # (a LoRA checkpoint holds the adapter only: loaded by _with_lora)
                 model = self.family.model.from_pretrained(resume_from)
@@ -447,6 +457,13 @@ class _Run:
         self, model: Any, recipe: str, data: list[dict[str, Any]], scratch: dict | None, last: dict, seconds: float
     ) -> None:
         cfg, out = self.cfg, self.out
+        trained_params = sum(p.numel() for p in model.parameters() if p.requires_grad) if cfg.total_steps else 0
+        merged = None
+        if cfg.model.merge is not None:
+            merged = dataclasses.asdict(cfg.model.merge)
+            if self.positioning is not None:
+                merged["alphas"] = self.positioning.alphas(model)  # {task model: {slot: alpha}}
+                merge.bake(model)
         _save_model(model, out, self.lora_base)
         losses = {s.loss for s in cfg.stages} | {src.loss for s in cfg.stages for src in s.sources if src.loss}
         citations = sorted({create_loss(name).citation for name in losses})
@@ -463,7 +480,8 @@ class _Run:
             "git_revision": code_revision(),
             "weights_sha256": trained_sha256(out),
             "params": sum(p.numel() for p in model.parameters()),
-            "trained_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "trained_params": trained_params,
+            "merge": merged,
             "embed_dim": model.embed_dim,
             "languages": cfg.languages,
             "steps": cfg.total_steps,
