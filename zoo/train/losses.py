@@ -51,6 +51,9 @@ from zoo.nn.causal import next_token_select
 
 __all__ = [
     "Loss",
+    "hsic",
+    "rbf_kernel",
+    "teacher_infonce",
     "GTEContrastiveLoss",
     "InfoNCELoss",
     "CoSENTLoss",
@@ -277,6 +280,33 @@ class CosineDistillationLoss(Loss):
         """``text`` is the student's embedding of the texts: ``(B, D), (B, D) -> ()``."""
         _same_width(text, teacher, self.name)
         return (1 - F.cosine_similarity(text, teacher.to(text.dtype), dim=-1)).mean()
+
+
+def rbf_kernel(z: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``K_ij = exp(-gamma * ||z_i - z_j||^2)``: ``(n, D) -> (n, n)``, float32."""
+    z = z.float()
+    sq = (z * z).sum(-1)
+    return torch.exp(-gamma * (sq[:, None] + sq[None, :] - 2 * z @ z.T).clamp(min=0))
+
+
+def hsic(x: torch.Tensor, y: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """The biased HSIC estimate between two batches of representations with RBF kernels (IBKD, arXiv:2311.05472):
+    ``tr(K_x H K_y H) / (n - 1)^2`` with ``H = I - 11^T / n``, computed as IBKD's code does,
+    ``[tr(K_x K_y)/n^2 + mean(K_x) mean(K_y) - 2 mean(K_x K_y)/n] * n^2 / (n - 1)^2``: ``(n, D1), (n, D2) -> ()``."""
+    n = x.shape[0]
+    if n < 2 or y.shape[0] != n:
+        raise ZooError(f"hsic: needs two batches of the same size >= 2, got {n} and {y.shape[0]}")
+    kx, ky = rbf_kernel(x, gamma), rbf_kernel(y, gamma)
+    kxy = kx @ ky.T
+    return (torch.trace(kxy) / n**2 + kx.mean() * ky.mean() - 2 * kxy.mean() / n) * n**2 / (n - 1) ** 2
+
+
+def teacher_infonce(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """IBKD's lower bound on I(Z_S; Z_T): cross-entropy over ``cos(student_i, teacher_j) / temperature`` with row
+    ``i``'s target its own teacher vector ``j = i`` (the student already projected to the teacher's width):
+    ``(B, D), (B, D) -> ()``."""
+    _same_width(student, teacher, "ibkd")
+    return _infonce_logits_loss(_cos(student.float(), teacher.float()) / temperature)
 
 
 def _same_width(student: torch.Tensor, teacher: torch.Tensor, name: str) -> None:

@@ -171,3 +171,37 @@ def test_loss_config_citation_and_errors() -> None:
         create_loss("gte", {"tau": 0.1})
     with pytest.raises(ZooError, match="unknown loss 'triplet'"):
         create_loss("triplet")
+
+
+def test_hsic_equals_the_centred_trace_and_a_hand_computed_value() -> None:
+    """IBKD's biased HSIC: tr(K_x H K_y H) / (n-1)^2, and on 3 points with hand-made kernels."""
+
+    from zoo.train.losses import hsic, rbf_kernel
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(6, 4, generator=g), torch.randn(6, 3, generator=g)
+    n = 6
+    h = torch.eye(n) - torch.ones(n, n) / n
+    kx, ky = rbf_kernel(x, 0.5), rbf_kernel(y, 0.5)
+    assert torch.allclose(hsic(x, y, 0.5), torch.trace(kx @ h @ ky @ h) / (n - 1) ** 2, atol=1e-6)
+    # 1-d points 0, 1, 3 with gamma = 1 for x and the same points for y: K = [[1, e^-1, e^-9], ...]
+    p = torch.tensor([[0.0], [1.0], [3.0]])
+    k = [[1.0, math.exp(-1), math.exp(-9)], [math.exp(-1), 1.0, math.exp(-4)], [math.exp(-9), math.exp(-4), 1.0]]
+    kk = [[sum(k[i][m] * k[m][j] for m in range(3)) for j in range(3)] for i in range(3)]
+    mean_k = sum(map(sum, k)) / 9
+    by_hand = (sum(kk[i][i] for i in range(3)) / 9 + mean_k**2 - 2 * (sum(map(sum, kk)) / 9) / 3) * 9 / 4
+    assert abs(float(hsic(p, p, 1.0)) - by_hand) < 1e-6 and by_hand > 0
+    assert float(hsic(p, torch.zeros(3, 2), 1.0)) == pytest.approx(0.0, abs=1e-6)  # a constant shares nothing
+
+
+def test_teacher_infonce_by_hand() -> None:
+
+    from zoo.train.losses import teacher_infonce
+
+    s = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    t = torch.tensor([[3.0, 0.0], [1.0, 1.0]])
+    # cosines: row 0: [1, 1/sqrt2], row 1: [0, 1/sqrt2]; temperature 0.5
+    c = 1 / math.sqrt(2)
+    row0 = -math.log(math.exp(2) / (math.exp(2) + math.exp(2 * c)))
+    row1 = -math.log(math.exp(2 * c) / (math.exp(0) + math.exp(2 * c)))
+    assert float(teacher_infonce(s, t, 0.5)) == pytest.approx((row0 + row1) / 2, abs=1e-6)
