@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -455,10 +456,10 @@ def export_st(model: DecoderModel, out: str | os.PathLike[str], *, prompts: Mapp
     if model.special_tokens:
         raise ZooError("a model with Udever's end tokens (one per kind) has no sentence-transformers equivalent")
     out = Path(out)
-    tmp = out / "_lm"
-    model.save_pretrained(tmp)
-    with quiet_transformers():
-        transformer = Transformer(str(tmp), max_seq_length=model.max_tokens)
+    with tempfile.TemporaryDirectory(prefix="zoobench-st-") as tmp:  # the causal LM as transformers saves it
+        model.save_pretrained(tmp)
+        with quiet_transformers():
+            transformer = Transformer(tmp, max_seq_length=model.max_tokens)
     tok = transformer.tokenizer
     tok.padding_side = model.padding_side
     if model.pooling == "last" and tok("a")["input_ids"][-1:] == [model.end_id]:
@@ -478,9 +479,6 @@ def export_st(model: DecoderModel, out: str | os.PathLike[str], *, prompts: Mapp
     modules = [transformer, pooling] + ([Normalize()] if model.normalize else [])
     st = SentenceTransformer(modules=modules, prompts=dict(prompts if prompts is not None else model.prompts) or None)
     st.save(str(out))
-    import shutil
-
-    shutil.rmtree(tmp)
     return out
 
 
