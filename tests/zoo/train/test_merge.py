@@ -239,3 +239,18 @@ def test_merging_different_architectures_names_both(tiny_init: Path, tasks: list
     cfg = MergeConfig(base=f"local:{tiny_init}", models=[f"local:{tasks[0]}", f"local:{wide}"], method="average")
     with pytest.raises(ZooError, match=rf"local:{tiny_init} and local:{wide} differ at tensor '.*intermediate"):
         merge.build(get_family("gte"), cfg)
+
+
+def test_the_self_positioning_experiment_recipes_share_one_start_and_budget() -> None:
+    tasks = [load_recipe(f"merge/minilm-task-{t}") for t in ("retrieval", "sts", "classification", "nli")]
+    joint = load_recipe("merge/minilm-joint")
+    assert {t.model.init for t in tasks} == {joint.model.init} and {t.total_steps for t in tasks} == {60}
+    assert joint.total_steps == 4 * 60 and {t.stages[0].batch_size for t in [*tasks, joint]} == {32}
+    assert sorted(s.name for s in joint.stages[0].sources) == sorted(s.name for t in tasks for s in t.stages[0].sources)
+    names = [f"trained:{t.name}" for t in tasks]
+    for method in ("average", "task-arithmetic", "ties", "dare", "self-positioning"):
+        merged = load_recipe(f"merge/minilm-{method}")
+        assert merged.model.merge.method == method and merged.model.merge.models == names
+        assert merged.model.merge.base == joint.model.init
+    probe = load_recipe("merge/minilm-self-positioning").stages[0]
+    assert probe.alpha == 0.0 and {s.max_examples for s in probe.sources} == {64}  # balanced, small
