@@ -220,6 +220,15 @@ def _alphas(cfg: MergeConfig) -> list[float]:
     return [float(x) for x in a] if isinstance(a, list) else [float(a)] * len(cfg.models)
 
 
+def _fixed(cfg: MergeConfig, names: Sequence[str], states: Sequence[Mapping[str, Any]]) -> list[float]:
+    """The checks of a merge with fixed alphas (method, architectures) and its alphas, one per task model."""
+    check_method(cfg)
+    if cfg.method == "self-positioning":
+        raise ZooError("merge: self-positioning learns its alphas by training: use a recipe with [model.merge]")
+    check_compatible(names, states)
+    return _alphas(cfg)
+
+
 def merge_states(
     base: Mapping[str, torch.Tensor],
     states: Sequence[Mapping[str, torch.Tensor]],
@@ -229,12 +238,7 @@ def merge_states(
     progress: Callable[[Iterator[str]], Iterator[str]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Merge task models' state dicts over a base's (see the module docstring); ``names`` label the models in errors."""
-    check_method(cfg)
-    if cfg.method == "self-positioning":
-        raise ZooError("merge: self-positioning learns its alphas by training: use a recipe with [model.merge]")
-    labels = list(names or [cfg.base, *cfg.models])
-    check_compatible(labels, [base, *states])
-    alphas = _alphas(cfg)
+    alphas = _fixed(cfg, list(names or [cfg.base, *cfg.models]), [base, *states])
     keys: Iterator[str] = iter(list(base))
     if progress is not None:
         keys = progress(keys)
@@ -307,12 +311,8 @@ def merge_files(base: str | Path, models: Sequence[str | Path], out: str | Path,
     """Merge safetensors files into ``out`` one tensor at a time: the header is written from the base's shapes, then
     each merged tensor's bytes as it is made, so memory holds one tensor of each input and of the output, never a
     whole model. Written to a temporary name and renamed (no half-written ``out``); ``safetensors`` reads it back."""
-    check_method(cfg)
-    if cfg.method == "self-positioning":
-        raise ZooError("merge: self-positioning learns its alphas by training: use a recipe with [model.merge]")
     files = [SafetensorsState(p) for p in (base, *models)]
-    check_compatible([str(p) for p in (base, *models)], [f.meta for f in files])
-    alphas = _alphas(cfg)
+    alphas = _fixed(cfg, [str(p) for p in (base, *models)], [f.meta for f in files])
     header: dict[str, Any] = {"__metadata__": {"format": "pt", "merge": cfg.method}}
     offset = 0
     for k, m in files[0].meta.items():
@@ -389,7 +389,7 @@ def position(
 
     check_method(cfg)
     base = dict(model.named_parameters())
-    check_compatible([names[0], *names[1:]], [{k: v for k, v in model.state_dict().items()}, *task_states])
+    check_compatible(names, [model.state_dict(), *task_states])
     granular = cfg.granularity == "layer"
     layers = sorted({i for n in base if (i := _layer_of(n)) is not None}) if granular else []
     slots = [f"layer.{i}" for i in layers] + ["other"] if granular else ["all"]

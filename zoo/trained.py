@@ -210,11 +210,16 @@ def trained(card: ModelCard, *, check_revision: bool = True, **kwargs: Any) -> E
         raise ZooError(f"{folder}: the weights changed after training (sha256 differs from train.json)")
     family = get_family(card.family)
     kwargs.setdefault("device", "auto")  # the family's runtime moves the model (CUDA when present)
+    return family.runtime(_load_model(family, folder), card, **kwargs)
+
+
+def _load_model(family: Any, folder: Path) -> Any:
+    """A trained folder's model: a LoRA adapter merged into its (checked) base, or the folder's full weights."""
     if is_lora(folder):
         from zoo.train.lora import load_lora
 
-        return family.runtime(load_lora(family, folder), card, **kwargs)
-    return family.runtime(family.model.from_pretrained(folder), card, **kwargs)
+        return load_lora(family, folder)
+    return family.model.from_pretrained(folder)
 
 
 def _origin(record: dict[str, Any]) -> str:
@@ -273,15 +278,9 @@ def export_sentence_transformers(name: str, out: str | os.PathLike[str], *, veri
         raise ZooError(f"model {name!r} is a {runner.__name__}; only encoders export to sentence-transformers")
     family = get_family(card.family)
     if family.to_sentence_transformers is not None:  # the family writes its own modules from the loaded model
-        if is_lora(folder):
-            from zoo.train.lora import load_lora
-
-            model = load_lora(family, folder)  # the adapter merged into its base
-        else:
-            model = family.model.from_pretrained(folder)
-        out = family.to_sentence_transformers(model, out, prompts=dict(card.prompts))
+        out = family.to_sentence_transformers(_load_model(family, folder), out, prompts=dict(card.prompts))
         return _verify_st(name, card, out) if verify else out
-    if (folder / ADAPTER_CONFIG).is_file():
+    if is_lora(folder):
         raise ZooError(f"model {name!r} is a LoRA adapter; only full weights export to sentence-transformers")
     extra = _read_json(folder / "zoobench.json") if (folder / "zoobench.json").exists() else {}
     pooling = extra.get("pooling", "mean")

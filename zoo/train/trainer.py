@@ -123,18 +123,21 @@ def _build_scratch(cfg: TrainConfig, family: Family, folder: Path, data_dir: Pat
     return info
 
 
-def _init_model(cfg: TrainConfig, family: Family, out: Path, data_dir: Path, d: Dist) -> tuple[Any, dict | None]:
+def _init_model(
+    cfg: TrainConfig, family: Family, out: Path, data_dir: Path, d: Dist
+) -> tuple[Any, dict | None, merge.Positioning | None]:
+    """The model a run starts from, its scratch record (from scratch) and Self Positioning's layout (that merge)."""
     if cfg.model.merge is not None:  # a merge (zoo.merge.build); self-positioning's alphas: model.merge_alphas
         model, positioning = merge.build(family, cfg.model.merge, cfg.model.overrides)
-        return model, None if positioning is None else {"positioning": positioning}
+        return model, None, positioning
     if cfg.model.init:
-        return family.model.from_pretrained(cfg.model.init, **cfg.model.overrides), None
+        return family.model.from_pretrained(cfg.model.init, **cfg.model.overrides), None, None
     folder = out / "init"
     if d.rank == 0 and not (folder / "scratch.json").exists():
         _build_scratch(cfg, family, folder, data_dir)
     d.barrier()
     info = json.loads((folder / "scratch.json").read_text())
-    return family.model.from_pretrained(folder, **cfg.model.overrides), info
+    return family.model.from_pretrained(folder, **cfg.model.overrides), info, None
 
 
 # transformers >= 5 names it activation checkpointing (the old name warns), earlier versions gradient checkpointing
@@ -207,12 +210,11 @@ def _save_model(model: Any, folder: Path, lora_base: dict[str, Any] | None) -> N
 
 
 def _optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.AdamW:
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decays = [p.ndim >= 2 and n != "merge_alphas" for n, p in params]  # not biases, norms or merge alphas
-    groups = [
-        {"params": [p for (_, p), dec in zip(params, decays, strict=True) if dec], "weight_decay": stage.weight_decay},
-        {"params": [p for (_, p), dec in zip(params, decays, strict=True) if not dec], "weight_decay": 0.0},
-    ]
+    decay, keep = [], []  # weight decay on matrices; not on biases, norms or merge alphas
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 and n != "merge_alphas" else keep).append(p)
+    groups = [{"params": decay, "weight_decay": stage.weight_decay}, {"params": keep, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=stage.lr)
 
 
@@ -362,9 +364,7 @@ class _Run:
                 shutil.rmtree(out / "checkpoints", ignore_errors=True)
                 self._log_path().unlink(missing_ok=True)
         d.barrier()
-        model, scratch = _init_model(cfg, self.family, out, self.data_dir, d)
-        self.positioning = scratch.pop("positioning") if scratch and "positioning" in scratch else None
-        scratch = scratch or None
+        model, scratch, self.positioning = _init_model(cfg, self.family, out, self.data_dir, d)
         resume_from = ckpts[-1] / "model" if state is not None else None
         self.lora_base, trainable = _with_lora(cfg, model, out, resume_from)
         if self.positioning is not None:
