@@ -32,7 +32,7 @@ import numpy as np
 from zoo.errors import ZooError
 from zoo.protocols import Encoder
 from zoo.registry import ModelCard, get_family
-from zoo.weights import INDEX, WEIGHTS, sha256_file, weight_files, weights_sha256
+from zoo.weights import INDEX, WEIGHTS, sha256_file, st_modules, weight_files, weights_sha256
 
 __all__ = [
     "TRAIN_RECORD",
@@ -286,12 +286,10 @@ def export_sentence_transformers(name: str, out: str | os.PathLike[str], *, veri
     pooling = extra.get("pooling", "mean")
     if pooling not in _ST_POOLING:
         raise ZooError(f"model {name!r}: pooling {pooling!r} has no sentence-transformers equivalent")
-    try:
-        from sentence_transformers import SentenceTransformer
-        from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
-    except ImportError:  # sentence-transformers < 6
-        from sentence_transformers import SentenceTransformer
-        from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
+    from sentence_transformers import SentenceTransformer
+
+    modules = st_modules()
+    Dense, Normalize, Pooling, Transformer = modules.Dense, modules.Normalize, modules.Pooling, modules.Transformer
     import torch
     from transformers.utils import logging as hf_logging
 

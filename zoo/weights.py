@@ -28,6 +28,7 @@ __all__ = [
     "weights_sha256",
     "load_weights",
     "quiet_transformers",
+    "st_modules",
 ]
 
 WEIGHTS = "model.safetensors"
@@ -117,3 +118,13 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(level)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def st_modules() -> Any:
+    """sentence-transformers' module classes (``Transformer``, ``Pooling``, ``Dense``, ``Normalize``) from where the
+    installed version keeps them (``sentence_transformer.modules`` from 6 on, ``models`` before)."""
+    try:
+        from sentence_transformers.sentence_transformer import modules
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers import models as modules
+    return modules

@@ -57,7 +57,7 @@ from zoo.nn.batching import DTYPES, check_dtype, encode_ids, inference, pad_ids,
 from zoo.nn.pooling import POOLING
 from zoo.protocols import INSTRUCTION, Kind
 from zoo.registry import ModelCard, register_model
-from zoo.weights import quiet_transformers, weights_sha256
+from zoo.weights import quiet_transformers, st_modules, weights_sha256
 
 __all__ = ["DecoderModel", "DecoderEncoder", "FAMILY", "DEFAULT_INSTRUCTION", "UDEVER_TOKENS", "export_st"]
 
@@ -445,13 +445,11 @@ def export_st(model: DecoderModel, out: str | os.PathLike[str], *, prompts: Mapp
     Raises:
         ZooError: mean pooling with a prompt template, Udever's kind-dependent end tokens, or a slow tokenizer.
     """
-    try:
-        from sentence_transformers import SentenceTransformer
-        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    except ImportError:  # sentence-transformers < 6
-        from sentence_transformers import SentenceTransformer
-        from sentence_transformers.models import Normalize, Pooling, Transformer
+    from sentence_transformers import SentenceTransformer
     from tokenizers import processors
+
+    modules = st_modules()
+    Normalize, Pooling, Transformer = modules.Normalize, modules.Pooling, modules.Transformer
 
     if model.special_tokens:
         raise ZooError("a model with Udever's end tokens (one per kind) has no sentence-transformers equivalent")
