@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.cache import EmbeddingCache, default_cache_dir, fingerprint
 from harness.results import (
     FileLock,
     TaskResult,
@@ -37,6 +36,7 @@ from harness.results import (
     write_run,
 )
 from harness.tasks import Task, get_task
+from zoo.cache import EmbeddingCache, default_cache_dir, fingerprint
 from zoo.errors import ZooError
 from zoo.provenance import code_revision, hardware
 from zoo.registry import ModelCard, create_model, get_card

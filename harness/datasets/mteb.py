@@ -47,8 +47,8 @@ if TYPE_CHECKING:
     from mteb import AbsTask
     from mteb.models.model_meta import ModelMeta
 
-    from harness.cache import EmbeddingCache
     from harness.tasks.base import Task, TaskOutput
+    from zoo.cache import EmbeddingCache
     from zoo.registry import ModelCard
 
 __all__ = [

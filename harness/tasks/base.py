@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.cache import EmbeddingCache
 from harness.spec import TaskSpec
+from zoo.cache import EmbeddingCache
 from zoo.protocols import Encoder, HybridEncoder, Kind, SparseEncoder, takes_instruction
 
 __all__ = [

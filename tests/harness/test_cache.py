@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cache import EmbeddingCache, SparseCache, fingerprint
 from harness.runner import evaluate
+from zoo.cache import EmbeddingCache, SparseCache, fingerprint
 from zoo.families.baselines import HashingEncoder
 from zoo.registry import create_model, get_card
 

@@ -19,11 +19,11 @@ import pytest
 
 import harness
 from harness import results as results_module
-from harness.cache import EmbeddingCache, fingerprint
 from harness.cli import _key_values, build_parser
 from harness.results import TaskResult, load_results, result_path
 from harness.runner import evaluate, result_revision
 from harness.suites import get_suite
+from zoo.cache import EmbeddingCache, fingerprint
 from zoo.registry import get_card
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -192,7 +192,8 @@ class GTEModel(torch.nn.Module):
     @property
     def head_outputs(self) -> tuple[str, ...]:
         """The outputs :meth:`heads` can give (``zoo.train`` checks losses against it)."""
-        return ("dense",) + ("rerank",) * (self.rerank_head is not None)
+        layers = tuple(f"layer:{i}" for i in range(self.backbone.config.num_hidden_layers + 1))
+        return ("dense", *layers) + ("rerank",) * (self.rerank_head is not None)
 
     @classmethod
     def from_pretrained(
@@ -202,6 +203,7 @@ class GTEModel(torch.nn.Module):
         dtype: str | torch.dtype = torch.float32,
         rerank_head: bool = False,
         head_seed: int = 0,
+        layers: int | None = None,
         **overrides: Any,
     ) -> GTEModel:
         """Load a folder or checkpoint source.
@@ -213,6 +215,8 @@ class GTEModel(torch.nn.Module):
                 says), else a fresh one: the folder's BERT pooler if it has one (as ``BertForSequenceClassification``
                 loads a ``BertModel`` checkpoint), the rest normal(0, initializer_range) from ``head_seed``.
             head_seed: the seed of a fresh head (the global RNG is left as it was).
+            layers: keep only the first ``layers`` transformer layers (a student cut from its teacher, as
+                DistilBERT and IBKD's students are); the saved folder then has that many.
             **overrides: ``pooling``, ``normalize``, ``max_tokens``, ``prompts``; they win over the
                 folder's zoobench.json and sentence-transformers files.
 
@@ -248,6 +252,12 @@ class GTEModel(torch.nn.Module):
         if info["missing_keys"] or info["mismatched_keys"]:
             bad = sorted(info["missing_keys"]) + sorted(str(k) for k in info["mismatched_keys"])
             raise ZooError(f"{source}: the checkpoint lacks {len(bad)} backbone weights ({', '.join(bad[:3])}, ...)")
+        if layers is not None:
+            have = backbone.config.num_hidden_layers
+            if not isinstance(layers, int) or isinstance(layers, bool) or not 1 <= layers <= have:
+                raise ZooError(f"{source}: layers must be an integer from 1 to {have}, got {layers!r}")
+            backbone.encoder.layer = backbone.encoder.layer[:layers]
+            backbone.config.num_hidden_layers = layers
         settings.setdefault("max_tokens", min(backbone.config.max_position_embeddings, 512))
         found = _has_rerank_head(folder)
         with torch.random.fork_rng(devices=[]):  # the head's default init would draw from the global RNG
@@ -376,11 +386,22 @@ class GTEModel(torch.nn.Module):
         outputs: Sequence[str] = ("dense",),
     ) -> dict[str, torch.Tensor]:
         """One backbone pass over ``(B, T)`` inputs, then ``{output: float32 tensor}`` for each of ``outputs``:
-        ``"dense"`` ``(B, D)`` pooled embeddings, ``"rerank"`` ``(B,)`` logits."""
-        hidden = self.backbone(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).last_hidden_state  # (B, T, H)
-        return {name: self._HEADS[name](self, hidden, attention_mask) for name in outputs}
+        ``"dense"`` ``(B, D)`` pooled embeddings, ``"rerank"`` ``(B,)`` logits, ``"layer:<i>"`` ``(B, H)`` the
+        mean-pooled states of layer ``i`` (0: the embedding layer; IBKD's shallow representation)."""
+        layers = [name for name in outputs if name.startswith("layer:")]
+        out = self.backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=bool(layers),
+        )
+        hidden = out.last_hidden_state  # (B, T, H)
+        found = {name: self._HEADS[name](self, hidden, attention_mask) for name in outputs if name not in layers}
+        for name in layers:
+            if name not in self.head_outputs:
+                raise ZooError(f"{name!r}: this model has layers 0 to {len(out.hidden_states) - 1}")
+            found[name] = POOLING["mean"](out.hidden_states[int(name[6:])].float(), attention_mask)  # (B, H)
+        return {name: found[name] for name in outputs}
 
     def _dense(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # Pool in float32: bf16 keeps 8 mantissa bits, too few for a sum over hundreds of tokens.

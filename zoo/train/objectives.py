@@ -69,7 +69,7 @@ TEXT_COLUMNS = {
     "sentence2": "symmetric",
     "text": "symmetric",
 }
-_MULTI = ("dense", "sparse")  # what Encoded holds
+_MULTI = ("dense", "sparse", "layer")  # what Encoded holds (``layer:<i>``: the mean-pooled states of layer i)
 
 
 class Objective:
@@ -95,7 +95,7 @@ class Objective:
         self, model: Any, loss: Loss, stage: StageConfig, source: SourceConfig, dist: Dist, bf16: bool, where: str
     ) -> None:
         self.model, self.loss, self.stage, self.source, self.dist, self.bf16 = model, loss, stage, source, dist, bf16
-        unknown = [o for o in loss.outputs if o not in self.outputs]
+        unknown = [o for o in loss.outputs if o.partition(":")[0] not in self.outputs]
         if unknown:
             raise ZooError(
                 f"{where}: loss {loss.name!r} needs output {unknown[0]!r}, which the {self.name} objective cannot make"
@@ -196,7 +196,8 @@ class EmbeddingObjective(Objective):
         sparse = None
         if "sparse" in out:  # (n, T) token weights, 0 at pads and special tokens
             sparse = TokenWeights.from_heads(batch["input_ids"], out["sparse"].float(), self.model.special_token_ids)
-        return Encoded(out["dense"].float(), sparse)  # (n, D) + (n, T)
+        layer = next((out[o].float() for o in outputs if o.startswith("layer:")), None)  # (n, H)
+        return Encoded(out["dense"].float(), sparse, layer)  # (n, D) + (n, T) + (n, H)
 
     def _gather(self, value: torch.Tensor | Encoded) -> torch.Tensor | Encoded:
         """``gather_with_grad`` of a column value; token weights are padded to the widest rank's ``T`` first."""
@@ -209,7 +210,8 @@ class EmbeddingObjective(Objective):
             sparse = TokenWeights(
                 gather_with_grad(sparse.ids, d.world, d.rank), gather_with_grad(sparse.weights, d.world, d.rank)
             )
-        return Encoded(gather_with_grad(value.dense, d.world, d.rank), sparse)
+        shallow = None if value.shallow is None else gather_with_grad(value.shallow, d.world, d.rank)
+        return Encoded(gather_with_grad(value.dense, d.world, d.rank), sparse, shallow)
 
     def _forward_cached(self, texts: dict[str, tuple[list[str], int]], chunk: int) -> tuple[dict[str, Any], dict]:
         reps, states = {}, {}
@@ -256,14 +258,16 @@ def _cat(parts: list[Any]) -> Any:
     if isinstance(parts[0], torch.Tensor):
         return torch.cat(parts)
     sparse = TokenWeights.cat([p.sparse for p in parts]) if parts[0].sparse is not None else None
-    return Encoded(torch.cat([p.dense for p in parts]), sparse)
+    shallow = torch.cat([p.shallow for p in parts]) if parts[0].shallow is not None else None
+    return Encoded(torch.cat([p.dense for p in parts]), sparse, shallow)
 
 
 def _float_leaves(value: Any) -> list[torch.Tensor]:
     """The float tensors of a column value that carry gradients (dense embeddings, token weights)."""
     if isinstance(value, torch.Tensor):
         return [value]
-    return [value.dense] + ([value.sparse.weights] if value.sparse is not None else [])
+    sparse = [value.sparse.weights] if value.sparse is not None else []
+    return [value.dense, *sparse] + ([value.shallow] if value.shallow is not None else [])
 
 
 def _group(value: Any, b: int) -> Any:
@@ -274,7 +278,8 @@ def _group(value: Any, b: int) -> Any:
     if sparse is not None:
         t = sparse.ids.shape[-1]
         sparse = TokenWeights(sparse.ids.reshape(b, -1, t), sparse.weights.reshape(b, -1, t))
-    return Encoded(value.dense.reshape(b, -1, value.dense.shape[-1]), sparse)
+    shallow = None if value.shallow is None else value.shallow.reshape(b, -1, value.shallow.shape[-1])
+    return Encoded(value.dense.reshape(b, -1, value.dense.shape[-1]), sparse, shallow)
 
 
 # PAIR SCORE ======================================================================================
@@ -390,8 +395,10 @@ class Teacher:
         writes: whether this process writes ``saved`` (rank 0).
     """
 
-    def __init__(self, spec: str, model: Any, family: Any, saved: Path | None = None, writes: bool = True) -> None:
-        self.spec, self.model = spec, None
+    def __init__(
+        self, spec: str, model: Any, family: Any, saved: Path | None = None, writes: bool = True, cache: bool = True
+    ) -> None:
+        self.spec, self.model, self.cache = spec, None, None
         if spec == "frozen":
             from zoo.registry import ModelCard
 
@@ -400,9 +407,14 @@ class Teacher:
             card = ModelCard(name="frozen", family=family.name, revision="frozen", source="none", prompts=prompts)
             self.encoder = family.runtime(frozen, card)
         else:
-            from zoo.registry import create_model
+            from zoo.cache import EmbeddingCache, default_cache_dir, fingerprint
+            from zoo.registry import create_model, get_card
 
-            self.encoder = create_model(spec)
+            # The harness's cache of the same model (``zoobench run --model <spec>``): each text is embedded once,
+            # whichever run or evaluation needs it first; the weights load only if some text misses it.
+            self.encoder = create_model(spec, lazy=True)
+            if cache:
+                self.cache = EmbeddingCache(default_cache_dir(), fingerprint(get_card(spec)))
 
     def targets(self, specs: Mapping[str, str], rows: dict[str, list[Any]], device: torch.device) -> dict:
         """``{loss argument: tensor}`` for each ``"embeddings:<column>"`` / ``"scores:<a>,<b>"`` spec, and for a
@@ -422,7 +434,7 @@ class Teacher:
                     if col not in rows or col == "negatives":
                         raise ZooError(f"teacher target {spec!r}: the batch has no text column {col!r}")
                     side = "document" if TEXT_COLUMNS.get(col) == "document" else "query"
-                    embedded[col] = torch.from_numpy(np.asarray(self.encoder.encode(rows[col], kind=side))).float()
+                    embedded[col] = torch.from_numpy(self._encode(rows[col], side))
             if kind == "embeddings" and len(cols) == 1:
                 out[arg] = embedded[cols[0]].to(device)  # (B, D)
             elif kind == "scores" and len(cols) == 2:
@@ -431,6 +443,27 @@ class Teacher:
             else:
                 raise ZooError(f"teacher target {spec!r}: expected embeddings:<column> or scores:<column>,<column>")
         return out
+
+    def _encode(self, texts: list[str], kind: str) -> np.ndarray:
+        """The teacher's float32 embeddings ``(n, D)`` of ``texts``, read from its embedding cache where it has
+        them; the rest encoded and added to it."""
+        missing, out = self.cache.get(texts, kind) if self.cache is not None else (list(range(len(texts))), None)
+        if missing:
+            fresh = np.asarray(self.encoder.encode([texts[i] for i in missing], kind=kind), dtype=np.float32)
+            if self.cache is not None:
+                self.cache.put([texts[i] for i in missing], kind, fresh)
+            if out is None:
+                return fresh
+            out[missing] = fresh
+        return out  # a new array: get() copies the cached rows
+
+    @property
+    def dim(self) -> int:
+        """The width of the teacher's embeddings (its card's, else measured on one text)."""
+        card = getattr(self.encoder, "card", None)
+        if card is not None and card.embed_dim:
+            return int(card.embed_dim)
+        return int(self._encode(["dimension probe"], "query").shape[1])
 
     def _logprobs(self, output: str, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The frozen model's log-softmax of its ``output`` token logits on ``batch``: ``(M, V)``, no gradients."""

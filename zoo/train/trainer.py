@@ -46,7 +46,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ from zoo.weights import sha256_file
 __all__ = ["train", "main", "SCHEDULES", "lr_factor"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)?$")
+LOSS_WEIGHTS = "losses.safetensors"  # a checkpoint's loss-owned weights (IBKD's projection), beside optimizer.pt
 
 
 # SCHEDULES =======================================================================================
@@ -209,9 +210,11 @@ def _save_model(model: Any, folder: Path, lora_base: dict[str, Any] | None) -> N
         save_adapter(model, folder, lora_base)
 
 
-def _optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.AdamW:
+def _optimizer(model: torch.nn.Module, stage: StageConfig, losses: list[torch.nn.Module]) -> torch.optim.AdamW:
+    """AdamW over the model's trainable parameters and the losses' own (IBKD's projection)."""
     decay, keep = [], []  # weight decay on matrices; not on biases, norms or merge alphas
-    for n, p in model.named_parameters():
+    named = [*model.named_parameters(), *(np for loss in losses for np in loss.named_parameters())]
+    for n, p in named:
         if p.requires_grad:
             (decay if p.ndim >= 2 and n != "merge_alphas" else keep).append(p)
     groups = [{"params": decay, "weight_decay": stage.weight_decay}, {"params": keep, "weight_decay": 0.0}]
@@ -227,13 +230,17 @@ def _checkpoints(out: Path) -> list[Path]:
 
 
 def _save_checkpoint(
-    out: Path, model: Any, opt: torch.optim.Optimizer, state: dict[str, Any], keep: int, lora_base: dict | None
+    out: Path, model: Any, stage: _Stage, state: dict[str, Any], keep: int, lora_base: dict | None
 ) -> None:
+    from safetensors.torch import save_file
+
     final = out / "checkpoints" / f"step-{state['global_step']:07d}"
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     _save_model(model, tmp / "model", lora_base)
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
+    torch.save(stage.optimizer.state_dict(), tmp / "optimizer.pt")
+    if stage.loss_params:
+        save_file(stage.loss_state(), tmp / LOSS_WEIGHTS)
     (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")  # last: marks the checkpoint complete
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -279,7 +286,6 @@ class _Stage:
             seed=cfg.seed * 1000 + index,
             length_buckets=self.cfg.length_buckets,
         )
-        self.optimizer = _optimizer(model, self.cfg)
         self.teacher = None
         if any(o.loss.targets for o in self.objectives):
             if not self.cfg.teacher:
@@ -287,6 +293,12 @@ class _Stage:
                     f"stage {self.cfg.name!r}: a distillation loss needs `teacher` (a registered encoder, or frozen)"
                 )
             self.teacher = Teacher(self.cfg.teacher, model, family, frozen, writes=d.rank == 0)
+        self.losses = [o.loss for o in self.objectives]
+        for i, loss in enumerate(self.losses):  # a loss's own layers (IBKD's projection), seeded alike on every rank
+            if loss.builds:
+                loss.build(model.embed_dim, self.teacher.dim, seed=cfg.seed * 1000 + index * 10 + i)
+                loss.to(d.device).train()
+        self.optimizer = _optimizer(model, self.cfg, self.losses)
 
     def step(self, source: int, rows: dict[str, list[Any]], generator: torch.Generator, device: torch.device) -> float:
         """The objective's forward and backward passes on one global batch of ``source``; returns the loss."""
@@ -297,11 +309,32 @@ class _Stage:
     def records(self) -> list[dict[str, Any]]:
         return [{"stage": self.cfg.name, **src.record()} for src in self.sources]
 
+    @property
+    def loss_params(self) -> list[torch.nn.Parameter]:
+        """The losses' own trainable parameters: computed from the gathered batch, so every rank's gradient is
+        already the global one (not summed across ranks)."""
+        return [p for loss in self.losses for p in loss.parameters() if p.requires_grad]
+
+    def loss_state(self) -> dict[str, torch.Tensor]:
+        """The losses' own weights, for a checkpoint (``<source index>.<name>``)."""
+        return {
+            f"{i}.{k}": v.detach().contiguous()
+            for i, loss in enumerate(self.losses)
+            for k, v in loss.state_dict().items()
+        }
+
+    def load_loss_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        for i, loss in enumerate(self.losses):
+            mine = {k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == str(i)}
+            if mine or loss.builds:
+                loss.load_state_dict(mine)
+
 
 def _update(stage: _Stage, params: list[torch.nn.Parameter], world: int, lr: float) -> float:
     """After the backward pass: gradient sum across ranks, clipping and the AdamW update; the gradient norm."""
     sc = stage.cfg
     sum_gradients(params, world)
+    params = params + stage.loss_params
     if sc.grad_clip > 0:
         norm = float(torch.nn.utils.clip_grad_norm_(params, sc.grad_clip))
     else:
@@ -405,6 +438,10 @@ class _Run:
                     data_records += stage.records()
                 if state is not None and state["stage"] == index and step > begin:
                     stage.optimizer.load_state_dict(torch.load(ckpts[-1] / "optimizer.pt", weights_only=True))
+                    if (ckpts[-1] / LOSS_WEIGHTS).is_file():
+                        from safetensors.torch import load_file
+
+                        stage.load_loss_state(load_file(ckpts[-1] / LOSS_WEIGHTS, device=str(d.device)))
                     stage.sampler.load_state_dict(state["sampler"])
                 for local in range(step - begin, sc.steps):
                     t0 = time.perf_counter()
@@ -427,9 +464,7 @@ class _Run:
                             "data": data_records,
                         }
                         if d.rank == 0:
-                            _save_checkpoint(
-                                out, model, stage.optimizer, ckpt_state, cfg.keep_checkpoints, self.lora_base
-                            )
+                            _save_checkpoint(out, model, stage, ckpt_state, cfg.keep_checkpoints, self.lora_base)
                         d.barrier()
                     if self.on_step is not None:
                         self.on_step(step, metrics)

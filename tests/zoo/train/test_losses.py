@@ -152,6 +152,7 @@ def test_loss_config_citation_and_errors() -> None:
         "cosent",
         "mse-distill",
         "cosine-distill",
+        "ibkd",
         "mrl-infonce",
         "mgte",
         "listwise-ce",

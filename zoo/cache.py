@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.results import FileLock, atomic_write
+from zoo.files import FileLock, atomic_write
 
 __all__ = ["ENCODE_VERSION", "EmbeddingCache", "SparseCache", "fingerprint", "default_cache_dir"]
 
