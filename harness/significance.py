@@ -23,7 +23,9 @@ models on every task:
   sklearn) for pair classification; the mean of each test item's fraction correct over the 10
   experiments (= accuracy) for classification; the mean of the 10 bootstrap V-measures for
   clustering. Clustering is weak evidence: its "items" are only 10 paired k-means runs (on the same
-  bootstrap samples of texts), so the interval is coarse and says nothing about other text samples.
+  bootstrap samples of texts), so the interval is coarse and says nothing about other text samples. A task type
+  may own its statistics (``Task.item_stats``, see :func:`item_stats`): seqlabel resamples sentences and
+  recomputes F1 / precision / recall from their summed span counts.
   Two-sided p from the bootstrap distribution of the difference shifted to zero:
   ``p = (1 + #{|d* - d| >= |d|}) / (n_resamples + 1)``.
 
@@ -99,6 +101,7 @@ __all__ = [
     "Settings",
     "comparison_path",
     "holm",
+    "item_stats",
     "STAT_TESTS",
     "CORRECTIONS",
 ]
