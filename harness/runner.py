@@ -176,9 +176,8 @@ def evaluate(
     try:
         for task in pending:
             if not task.supports(instance):
-                need = " or ".join(p.__name__ for p in task.requires)
                 skipped.append(task.spec.id)
-                log(f"skip {task.spec.id}: {card.name} cannot run {task.spec.type} tasks (needs {need})")
+                log(f"skip {task.spec.id}: {card.name} cannot run {task.spec.type} tasks (needs {task.requirement()})")
                 continue
             path = result_path(results_dir, card.name, revision, task.spec.id)
             lock = FileLock(path.with_name(f".{path.name}.lock"))

@@ -23,7 +23,9 @@ models on every task:
   sklearn) for pair classification; the mean of each test item's fraction correct over the 10
   experiments (= accuracy) for classification; the mean of the 10 bootstrap V-measures for
   clustering. Clustering is weak evidence: its "items" are only 10 paired k-means runs (on the same
-  bootstrap samples of texts), so the interval is coarse and says nothing about other text samples.
+  bootstrap samples of texts), so the interval is coarse and says nothing about other text samples. A task type
+  may own its statistics (``Task.item_stats``, see :func:`item_stats`): seqlabel resamples sentences and
+  recomputes F1 / precision / recall from their summed span counts.
   Two-sided p from the bootstrap distribution of the difference shifted to zero:
   ``p = (1 + #{|d* - d| >= |d|}) / (n_resamples + 1)``.
 
@@ -87,6 +89,7 @@ from harness.results import (
     result_path,
     run_path,
 )
+from harness.tasks.base import TASK_TYPES, ItemStat
 from zoo.errors import ZooError
 
 __all__ = [
@@ -98,6 +101,7 @@ __all__ = [
     "Settings",
     "comparison_path",
     "holm",
+    "item_stats",
     "STAT_TESTS",
     "CORRECTIONS",
 ]
@@ -271,23 +275,24 @@ def _mean_of(key: str) -> Callable[[Mapping[str, Any], np.ndarray], np.ndarray]:
     return stat
 
 
-@dataclass(frozen=True)
-class _ItemStat:
-    fn: Callable[[Mapping[str, Any], np.ndarray], np.ndarray]
-    length_key: str  # the items field with one entry per resampling unit
-    shared_keys: tuple[str, ...] = ()  # fields that must be equal across models (the gold data)
-
-
 # task type -> metric -> how to recompute it from the stored items
-ITEM_STATS: dict[str, dict[str, _ItemStat]] = {
+ITEM_STATS: dict[str, dict[str, ItemStat]] = {
     "sts": {
-        "cosine_spearman": _ItemStat(_spearman, "pred", ("gold",)),
-        "cosine_pearson": _ItemStat(_pearson, "pred", ("gold",)),
+        "cosine_spearman": ItemStat(_spearman, "pred", ("gold",)),
+        "cosine_pearson": ItemStat(_pearson, "pred", ("gold",)),
     },
-    "pair_classification": {"cosine_ap": _ItemStat(_average_precision, "pred", ("gold",))},
-    "classification": {"accuracy": _ItemStat(_mean_of("correct"), "correct")},
-    "clustering": {"v_measure": _ItemStat(_mean_of("v_measures"), "v_measures")},
+    "pair_classification": {"cosine_ap": ItemStat(_average_precision, "pred", ("gold",))},
+    "classification": {"accuracy": ItemStat(_mean_of("correct"), "correct")},
+    "clustering": {"v_measure": ItemStat(_mean_of("v_measures"), "v_measures")},
 }
+
+
+def item_stats(task_type: str) -> Mapping[str, ItemStat]:
+    """``{metric: ItemStat}`` of a task type: the table above, else the type's own (``Task.item_stats``)."""
+    if task_type in ITEM_STATS:
+        return ITEM_STATS[task_type]
+    cls = TASK_TYPES.get(task_type)
+    return cls.item_stats if cls is not None else {}
 
 
 def _bootstrap(
@@ -631,16 +636,17 @@ def _item_rows(
     task: str, split: str, metric: str, models: Sequence[_Model], root: Path, s: Settings
 ) -> tuple[dict[str, float], int, dict[tuple[str, str], tuple[float, np.ndarray]]]:
     task_type = models[0].records[task].task_type
-    if task_type not in ITEM_STATS:
+    stats = item_stats(task_type)
+    if not stats:
+        covered = [t for t in sorted({*ITEM_STATS, *TASK_TYPES}) if item_stats(t)]
         raise ZooError(
             f"{task} ({split}): some model has no stored run and qrels for this {task_type} task "
-            "(and per-item tests cover only " + ", ".join(ITEM_STATS) + "); rerun it with --overwrite"
+            "(and per-item tests cover only " + ", ".join(covered) + "); rerun it with --overwrite"
         )
-    stat = ITEM_STATS[task_type].get(metric)
+    stat = stats.get(metric)
     if stat is None:
         raise ZooError(
-            f"{task}: {metric!r} cannot be recomputed from stored {task_type} items; "
-            f"available: {', '.join(ITEM_STATS[task_type])}"
+            f"{task}: {metric!r} cannot be recomputed from stored {task_type} items; available: {', '.join(stats)}"
         )
     items = {m.ref.label: _read_items(items_path(root, m.ref.name, m.ref.revision, task, split)) for m in models}
     first = items[models[0].ref.label]

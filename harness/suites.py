@@ -3,6 +3,8 @@
 - ``local-quick``: small, mixed-type, CI-sized (a few minutes for a MiniLM-class model on 2 cores).
 - ``local-en`` / ``local-zh``: every supported local task in that language.
 - ``local-all``: every supported local task.
+- ``zh-seqlabel``: Chinese word segmentation (pku-cws, msr-cws) and NER (weibo-ner, msra-ner, cluener), scored by
+  span (``harness/tasks/seqlabel.py``); run by a ``Tagger``.
 - ``trec-dl``: TREC DL 2019 and 2020 passage re-ranking (ir_datasets); ``beir-small``: five small BEIR sets.
 - ``longembed-synthetic``: LongEmbed's passkey and needle retrieval built from the data dir, at 256 .. 8192
   tokens (``harness/datasets/synthetic.py``); ``mteb:LongEmbed`` is LongEmbed's published data.
@@ -34,6 +36,9 @@ LOCAL_QUICK = (
 )
 
 
+ZH_SEQLABEL = ("local/pku-cws", "local/msr-cws", "local/weibo-ner", "local/msra-ner", "local/cluener")
+
+
 def _by_language(lang: str | None) -> Callable[[str | os.PathLike[str] | None], tuple[str, ...]]:
     def rule(data_dir: str | os.PathLike[str] | None) -> tuple[str, ...]:
         specs = list_tasks(data_dir, supported_only=True)
@@ -51,6 +56,7 @@ SUITES: dict[str, tuple[str, ...] | Callable[[str | os.PathLike[str] | None], tu
     # beir/scifact, which the shared data dir holds.
     "trec-dl": ("trec-dl/2019", "trec-dl/2020"),
     "beir-small": ("beir/scifact", "beir/nfcorpus", "beir/arguana", "beir/scidocs", "beir/fiqa"),
+    "zh-seqlabel": ZH_SEQLABEL,
     "longembed-synthetic": tuple(f"synthetic/{kind}-{n}" for kind in KINDS for n in LENGTHS),
 }
 

@@ -35,6 +35,7 @@ __all__ = [
     "INSTRUCTION",
     "takes_instruction",
     "Kind",
+    "TagKind",
     "Encoder",
     "SparseEncoder",
     "HybridEncoder",
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 Kind = Literal["query", "document"]
+TagKind = Literal["cws", "ner"]
 INSTRUCTION = "{instruction}"
 
 
@@ -163,18 +165,33 @@ class Ranker(Protocol):
 
 @runtime_checkable
 class Tagger(Protocol):
-    """A sequence labeller (word segmentation, NER)."""
+    """A sequence labeller: Chinese word segmentation (``"cws"``) and/or named-entity recognition (``"ner"``).
+
+    One protocol serves a segmenter (jieba), a tagger that does both (Baidu LAC) and, later, a Tagger built from an
+    encoder by a fine-tuning protocol: the caller says which ``kind`` of labels it wants and, for NER, the entity
+    types the data set annotates; the tagger answers in tags the harness reads as spans
+    (``harness.tasks.seqlabel``). A tagger maps its own entity labels to the set's ``types`` where they correspond
+    and leaves the rest ``O``: a type it never predicts counts as missed entities, not as an error.
+    """
 
     card: ModelCard
+    kinds: tuple[TagKind, ...]  # what the tagger can label: ("cws",), ("ner",) or both
 
-    def tag(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+    def tag(
+        self, sentences: Sequence[Sequence[str]], *, kind: TagKind, types: Sequence[str] = (), batch_size: int = 32
+    ) -> list[list[str]]:
         """Label every token.
 
         Args:
-            sentences: token sequences (characters for Chinese).
+            sentences: token sequences (characters for Chinese; a token may hold several characters, e.g. ``e1``).
+            kind: ``"cws"``: word segmentation, tags ``B M E S`` (begin, middle, end of a word, single-token word);
+                ``"ner"``: entities, tags ``O`` and ``B-X I-X`` (BIO) or also ``E-X S-X`` (BIOES), ``X`` in ``types``.
+            types: the entity types the data set annotates (``"PER"``, ``"GPE.NAM"``, ``"address"`` ...); empty for
+                ``"cws"``.
+            batch_size: sentences per forward pass, for taggers that batch.
 
         Returns:
-            One label sequence per sentence, of the same lengths (BIO/BIES tags).
+            One tag sequence per sentence, each as long as its sentence.
         """
         ...
 

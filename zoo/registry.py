@@ -58,6 +58,7 @@ FAMILIES: tuple[str, ...] = (
     "zoo.families.mgte",
     "zoo.families.decoder",
     "zoo.families.llm_ranker",
+    "zoo.families.taggers",
 )
 ENTRY_POINT_GROUP = "zoobench.models"
 # Models found on disk at each lookup ("module:function" -> [(card, factory)]): trained folders, see zoo/trained.py.

@@ -23,7 +23,8 @@ A folder whose only split is ``train`` (training pairs and triplets) is training
 The evaluation split is ``test``, else ``dev``. The language is read from the folder's README
 (``- Language: zh``), else guessed: CJK characters in the first record mean ``zh``.
 
-Every reader names the file and line of the first bad record in a one-line ``ZooError``.
+Every reader names the file and line of the first bad record in a one-line ``ZooError``. The seqlabel type reads
+its ``{split}.conll`` files itself (``harness/tasks/seqlabel.py``: a task type owns its data).
 """
 
 from __future__ import annotations

@@ -10,7 +10,16 @@ import os
 
 from harness.datasets import SOURCES
 from harness.spec import TaskSpec
-from harness.tasks import classification, clustering, pair_classification, reranking, retrieval, sts, trec  # noqa: F401
+from harness.tasks import (  # noqa: F401  (importing a type registers it)
+    classification,
+    clustering,
+    pair_classification,
+    reranking,
+    retrieval,
+    seqlabel,
+    sts,
+    trec,
+)
 from harness.tasks.base import TASK_TYPES, Task
 from zoo.errors import ZooError
 

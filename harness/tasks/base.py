@@ -9,7 +9,7 @@ and the encoding loop (de-duplicated, length-sorted, with a progress bar).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, ClassVar
@@ -26,6 +26,7 @@ __all__ = [
     "SplitOutput",
     "TaskOutput",
     "EvalContext",
+    "ItemStat",
     "task_type",
     "TASK_TYPES",
     "encode_texts",
@@ -77,6 +78,19 @@ class EvalContext:
         self.timings[key] = self.timings.get(key, 0) + n
 
 
+@dataclass(frozen=True)
+class ItemStat:
+    """How the paired bootstrap (``harness.significance``) recomputes a metric from a split's stored items.
+
+    ``fn(items, w)`` maps multiplicity weights ``w`` of shape ``(rows, n)`` -- how often each of the ``n`` units
+    occurs in each resample -- to one value per row; ``w = ones((1, n))`` must give the recorded score.
+    """
+
+    fn: Callable[[Mapping[str, Any], np.ndarray], np.ndarray]
+    length_key: str  # the items field with one entry per resampling unit
+    shared_keys: tuple[str, ...] = ()  # fields that must be equal across models (the gold data)
+
+
 TASK_TYPES: dict[str, type[Task]] = {}
 CACHE_FLUSH = 8192  # texts encoded between two appends to the embedding cache
 
@@ -100,7 +114,9 @@ class Task:
     Subclasses set ``type``, ``main_score`` (the default headline metric), ``instruction`` (what an
     instruction-following encoder is told when the spec has none), ``metrics`` (all the
     metrics ``_evaluate_split`` returns), ``requires`` (the
-    protocols of which a model must implement at least one) and implement ``_evaluate_split``.
+    protocols of which a model must implement at least one) and implement ``_evaluate_split``. A type whose
+    per-item statistics live with it (rather than in ``harness.significance.ITEM_STATS``) sets ``item_stats``:
+    ``{metric: ItemStat}``.
     """
 
     type: ClassVar[str]
@@ -108,6 +124,7 @@ class Task:
     instruction: ClassVar[str] = "Retrieve semantically similar text."
     metrics: ClassVar[tuple[str, ...]]
     requires: ClassVar[tuple[type, ...]] = (Encoder,)
+    item_stats: ClassVar[Mapping[str, ItemStat]] = {}
 
     def __init__(self, spec: TaskSpec, source: ModuleType) -> None:
         self.spec = spec
@@ -135,6 +152,10 @@ class Task:
         """Whether ``model`` implements a protocol this type can use."""
         return any(isinstance(model, p) for p in self.requires)
 
+    def requirement(self) -> str:
+        """What a model must be to run this task, for messages: the protocol names of ``requires``."""
+        return " or ".join(p.__name__ for p in self.requires)
+
     def load(self, split: str) -> Any:
         """The data of one split, as the source's loader returns it."""
         return self.source.load(self.spec, split)
@@ -161,8 +182,9 @@ class Task:
             TypeError: if the model implements none of the protocols this type needs.
         """
         if not self.supports(model):
-            need = " or ".join(p.__name__ for p in self.requires)
-            raise TypeError(f"model {_model_name(model)} cannot run {self.type} task {self.spec.id}: needs {need}")
+            raise TypeError(
+                f"model {_model_name(model)} cannot run {self.type} task {self.spec.id}: needs {self.requirement()}"
+            )
         ctx = EvalContext(
             self.spec.id, batch_size=batch_size, progress=progress, cache=cache, instruction=self.task_instruction
         )

@@ -49,7 +49,7 @@ def test_ls_tasks(tiny_data: Path, capsys: pytest.CaptureFixture) -> None:
     row = {ln.split()[1]: ln for ln in lines if "local/" in ln}
     assert sorted(row) == ["local/ner", "local/pairs", "local/retrieval", "local/sts"]
     assert "pair_classification" in row["local/pairs"] and "retrieval" in row["local/retrieval"]
-    assert "seqlabel (not yet supported)" in row["local/ner"]
+    assert "seqlabel" in row["local/ner"] and "not yet supported" not in row["local/ner"]
     assert main(["ls", "tasks", "local/s*", "--data-dir", str(tiny_data)]) == 0
     out = capsys.readouterr().out
     assert "local/sts" in out and "local/pairs" not in out
@@ -73,6 +73,7 @@ def test_suites(tiny_data: Path) -> None:
         "local-zh",
         "longembed-synthetic",
         "trec-dl",
+        "zh-seqlabel",
     ]
     assert get_suite("trec-dl") == ("trec-dl/2019", "trec-dl/2020")
     assert get_suite("local-quick") == LOCAL_QUICK
@@ -91,7 +92,7 @@ def test_suites_on_shared_data(shared_data: Path) -> None:
         assert get_task(task_id, shared_data).spec.id == task_id
     zh = get_suite("local-zh", shared_data)
     assert {"local/afqmc", "local/lcqmc", "local/ocnli", "local/tnews", "local/csl-clustering"} <= set(zh)
-    assert "local/cluener" not in zh  # seqlabel is not supported yet
+    assert set(get_suite("zh-seqlabel")) <= set(zh)  # the seqlabel sets are Chinese local tasks
     assert set(zh).isdisjoint(get_suite("local-en", shared_data))
 
 
@@ -357,11 +358,22 @@ def test_missing_field(tiny_data: Path, results_dir: Path, capsys: pytest.Captur
     _assert_no_results(results_dir)
 
 
-def test_unsupported_task_type(tiny_data: Path, results_dir: Path, capsys: pytest.CaptureFixture) -> None:
-    (tiny_data / "ner").mkdir()
-    (tiny_data / "ner" / "test.conll").write_text("a\tO\n", encoding="utf-8")
-    rc = main(_run_args(tiny_data, results_dir, "local/ner"))
-    _assert_one_line_error(capsys, rc, "task 'local/ner'", "'seqlabel' is not supported yet")
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("扬\tB\n帆\tE\n\n远 S extra\n", 4, "expected '<token><TAB><tag>'"),
+        ("扬\tB\n帆\tE\n\n远\tS\n帆\tE\n", 5, "illegal BMES sequence: 'E' after 'S'"),
+        ("张\tB-PER\n三\tI-ORG\n", 2, "illegal BIO sequence: 'I-ORG' after 'B-PER'"),
+    ],
+)
+def test_bad_conll(
+    tiny_data: Path, results_dir: Path, capsys: pytest.CaptureFixture, text: str, line: int, problem: str
+) -> None:
+    (tiny_data / "seq").mkdir()
+    path = tiny_data / "seq" / "test.conll"
+    path.write_text(text, encoding="utf-8")
+    rc = main(_run_args(tiny_data, results_dir, "local/seq", model="jieba"))
+    _assert_one_line_error(capsys, rc, f"{path}:{line}: {problem}")
     _assert_no_results(results_dir)
 
 

@@ -117,7 +117,7 @@ def test_discover_lists_task_folders_only(tmp_path: Path) -> None:
     }
     assert found["local/sts"][0] == tmp_path / "sts"
     ids = [s.id for s in list_tasks(tmp_path, supported_only=True) if s.source == "local"]
-    assert ids == sorted(ids) and "local/trec" in ids and "local/conll" not in ids and len(ids) == 8
+    assert ids == sorted(ids) and "local/trec" in ids and "local/conll" in ids and len(ids) == 9
 
 
 def test_retrieval_split_comes_from_qrels(tmp_path: Path) -> None:
@@ -312,8 +312,7 @@ def test_get_task_errors(tmp_path: Path) -> None:
         get_task("hf/stsb", tmp_path)
     with pytest.raises(ZooError, match="holds no evaluation split"):
         get_task("local/triples", tmp_path)
-    with pytest.raises(ZooError, match="task type 'seqlabel' is not supported yet"):
-        get_task("local/ner", tmp_path)
+    assert get_task("local/ner", tmp_path).spec.type == "seqlabel"
 
 
 # Shared data =====================================================================================
