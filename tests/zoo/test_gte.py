@@ -301,7 +301,10 @@ def reranker(_tiny_reranker: GTEModel) -> GTEModel:
 def test_heads_are_forward_and_the_bert_classifier(reranker: GTEModel) -> None:
     batch = reranker.tokenize_pairs(*PAIRS)
     assert set(batch) == {"input_ids", "attention_mask", "token_type_ids"} and batch["token_type_ids"].max() == 1
-    assert reranker.head_outputs == ("dense", "rerank") and create_model("test-gte").model.head_outputs == ("dense",)
+    layers = ("layer:0", "layer:1", "layer:2")  # the embedding layer's and each layer's pooled states (IBKD)
+    assert reranker.head_outputs == ("dense", *layers, "rerank")
+    plain = create_model("test-gte").model
+    assert plain.head_outputs == ("dense", *(f"layer:{i}" for i in range(plain.backbone.config.num_hidden_layers + 1)))
     with torch.inference_mode():
         out = reranker.heads(**batch, outputs=("dense", "rerank"))  # one backbone pass
         torch.testing.assert_close(out["dense"], reranker(**batch))
