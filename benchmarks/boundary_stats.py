@@ -12,6 +12,10 @@ Counter / zoobench, and the largest absolute difference between the two over eve
 right entropy (they must agree to float rounding), plus the per-character features' shape and time.
 
 Target (issue 14, acceptance 3): zoobench under 60 s for 1M characters on this CPU (2-core AMD EPYC).
+
+Measured on the 2-core AMD EPYC while a CI job ran beside it (load average 1.3), OMP_NUM_THREADS=1, 1,000,000
+characters (22,011 sentences), max_n 4: zoobench 0.76 s (4,860 + 214,586 + 552,900 + 736,012 n-gram types),
+Counter 21.8 s, 28.6x faster, max abs difference 1.6e-13; the features of all 1M characters (29 columns) 3.1 s.
 """
 
 from __future__ import annotations
@@ -125,6 +129,8 @@ def main() -> None:
                         "else ../shared/data beside the repository)")  # fmt: skip
     args = parser.parse_args()
 
+    if not (Path(args.data_dir) / "MANIFEST.md").exists():
+        raise SystemExit(f"shared data not found at {args.data_dir} (give --data-dir)")
     print(f"loading up to {args.chars:,} characters from {args.data_dir} ...", flush=True)
     sentences = load_sentences(Path(args.data_dir), args.chars)
     n_chars = sum(len(s) for s in sentences)

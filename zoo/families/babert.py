@@ -11,8 +11,9 @@ Notable features:
 - **Probabilities** are per length: ``p(g) = c(g) / T_n`` with ``T_n`` the number of n-gram occurrences of length
   ``n = |g|`` in the corpus, so the n-grams of each length form a distribution (a shared denominator, e.g. the
   character count, would shift every PMI by a constant that depends on n).
-- **Internal cohesion** is the PMI of the n-gram's *weakest binary split* (the paper's choice, as in the new-word
-  discovery literature it builds on)::
+- **Internal cohesion** is the PMI of the n-gram's *weakest binary split* (BABERT's cohesion as shared/FAMILIES.md
+  (g) and issue 14 describe it, and the usual rule of the new-word-discovery literature it builds on; the paper's
+  own section was not at hand to check the split rule and the denominators [paper?])::
 
       PMI(g) = min_{1 <= m < n} log [ p(g) / (p(g[:m]) * p(g[m:])) ]     (nats; defined for n >= 2)
 
@@ -31,7 +32,8 @@ Notable features:
   go into the slot of (n, the character's position k in the n-gram): ``(LE, RE)`` for n = 1 and
   ``(PMI, LE, RE)`` for n >= 2, so F = 2 + 3 * (2 + ... + max_n) (29 for max_n = 4); :attr:`BoundaryStats.layout`
   names every column. A slot whose n-gram does not exist (it would cross the sentence edge, or was never seen in
-  the corpus) is NaN raw and 0 normalised.
+  the corpus) is NaN raw and 0 normalised. The paper's exact grouping is not reproduced here [paper?]: one slot
+  per (n, position) keeps every n-gram's numbers apart, and can be pooled into begin / middle / end groups later.
 - **Normalisation** (default): each column is z-scored, ``(x - mean) / std``, with the mean and the population std
   of its statistic over the corpus's n-gram *occurrences* of that length (token-weighted, so over the corpus's
   characters every filled column has mean 0 and variance 1: what an MSE regression target wants); a missing slot
@@ -44,7 +46,7 @@ Notable features:
 Citations:
     Jiang, Long, Zhang, Xie, Zhang & Zhang (2022), Unsupervised Boundary-Aware Language Model Pretraining for Chinese
     Sequence Labeling, Findings of EMNLP 2022, arXiv:2210.15231.
-    Zhang, Long, Zhang, Zhang, Xie & Zhang (2024), Chinese Sequence Labeling with Semi-Supervised Boundary-Aware
+    Zhang, Long, Zhang et al. (2024), Chinese Sequence Labeling with Semi-Supervised Boundary-Aware
     Language Model Pre-training, LREC-COLING 2024, arXiv:2404.05560.
 
 BibTeX::
@@ -134,6 +136,8 @@ class BoundaryStats:
 
     def ngram_ids(self, n: int) -> np.ndarray:
         """``(U_n, n)`` int64 symbol ids of the n-gram types, row i being the type of ``counts[n][i]``."""
+        if n not in self.keys:
+            raise ZooError(f"n-gram length must be 1..{self.max_n}, got {n}")
         ids = self.keys[1][:, None]
         for k in range(2, n + 1):
             prefix, last = np.divmod(self.keys[k], self.base)
