@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -320,13 +321,21 @@ def export_sentence_transformers(name: str, out: str | os.PathLike[str], *, veri
 
 
 def _verify_st(name: str, card: ModelCard, out: Path) -> Path:
-    """Reload ``out`` with sentence-transformers and check it embeds a few texts as zoobench does (1e-4)."""
+    """Reload ``out`` with sentence-transformers and check it embeds a few texts as zoobench does (1e-4), as queries
+    and as documents (each with its card prompt, which sentence-transformers takes by ``prompt_name``); a folder
+    that fails is removed."""
     from sentence_transformers import SentenceTransformer
 
     probe = ["A short sentence.", "Scientific claims need evidence from abstracts " * 8, "x"]
-    ours = trained(card).encode(probe)
-    theirs = SentenceTransformer(str(out), device="cpu").encode(probe, convert_to_numpy=True)
-    diff = float(np.abs(ours - theirs).max())
-    if diff > 1e-4:
-        raise ZooError(f"sentence-transformers export of {name!r} embeds differently (max abs diff {diff:.2e})")
+    model, st = trained(card), SentenceTransformer(str(out), device="cpu")
+    for kind in ("query", "document"):
+        ours = model.encode(probe, kind=kind)
+        prompt = kind if card.prompts.get(kind) else None
+        theirs = st.encode(probe, prompt_name=prompt, convert_to_numpy=True)
+        diff = float(np.abs(ours - theirs).max())
+        if diff > 1e-4:
+            shutil.rmtree(out, ignore_errors=True)
+            raise ZooError(
+                f"sentence-transformers export of {name!r} embeds {kind} texts differently (max abs diff {diff:.2e})"
+            )
     return out

@@ -83,6 +83,28 @@ def test_gte_mean_pooling(models_dir: Path, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "st" / modules[1]["path"] / "config.json").read_text())["pooling_mode"] == "mean"
 
 
+def test_gte_with_prompts_is_checked_as_queries_and_documents(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = _register(models_dir, "gte")
+    settings = models_dir / name / "zoobench.json"
+    prompts = {"query": "query: ", "document": "passage: "}  # E5's, as a student cut from me5-small keeps them
+    have = json.loads(settings.read_text()) if settings.exists() else {}
+    settings.write_text(json.dumps(have | {"prompts": prompts}))
+    out = export_sentence_transformers(name, tmp_path / "st")  # the check encodes both kinds, each with its prompt
+    st = SentenceTransformer(str(out), device="cpu")
+    assert st.prompts == prompts
+    for kind in ("query", "document"):
+        ours = create_model(name).encode(TEXTS, kind=kind)
+        assert np.abs(st.encode(TEXTS, prompt_name=kind, convert_to_numpy=True) - ours).max() < 1e-5
+    assert np.abs(create_model(name).encode(TEXTS, kind="query") - st.encode(TEXTS)).max() > 1e-3  # prompts matter
+
+    monkeypatch.setattr(SentenceTransformer, "encode", lambda self, texts, **kw: np.zeros((len(texts), 64), "f4"))
+    with pytest.raises(ZooError, match="embeds query texts differently"):
+        export_sentence_transformers(name, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()  # nothing half-written
+
+
 @pytest.mark.parametrize(
     "config",
     [
