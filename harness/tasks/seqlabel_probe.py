@@ -93,7 +93,9 @@ def _states(model: TokenEncoder, sentences: Sequence[Sequence[str]], ctx: EvalCo
 
     out: list[np.ndarray] = []
     t0 = time.perf_counter()
-    with tqdm(total=len(sentences), desc=f"{ctx.task_id} {what}", unit="sentence", disable=not ctx.progress) as bar:
+    with tqdm(
+        total=len(sentences), desc=f"{ctx.task_id} {what}", unit="sentence", disable=not ctx.progress, leave=False
+    ) as bar:
         for start in range(0, len(sentences), _BLOCK):
             block = sentences[start : start + _BLOCK]
             states = model.encode_tokens(block, batch_size=ctx.batch_size)
