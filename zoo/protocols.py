@@ -42,6 +42,7 @@ __all__ = [
     "Retriever",
     "Ranker",
     "Tagger",
+    "TokenEncoder",
     "Trainable",
 ]
 
@@ -192,6 +193,32 @@ class Tagger(Protocol):
 
         Returns:
             One tag sequence per sentence, each as long as its sentence.
+        """
+        ...
+
+
+@runtime_checkable
+class TokenEncoder(Protocol):
+    """An encoder that gives a state per input character (or symbol), not only one vector per text.
+
+    What a token-level protocol (``harness.tasks.seqlabel``'s linear probe) trains a head on. A subword model
+    aligns its tokens to the characters itself (``zoo.nn.tokens`` has the shared rule: a token's state goes to
+    every character it covers, a character covered by several tokens gets their mean) and splits a sentence
+    longer than its input into windows.
+    """
+
+    card: ModelCard
+
+    def encode_tokens(self, sentences: Sequence[Sequence[str]], *, batch_size: int = 32) -> list[np.ndarray]:
+        """The frozen last-layer states of every character of every sentence.
+
+        Args:
+            sentences: the sentences as sequences of symbols: characters for Chinese, or a few characters each
+                (weibo-ner's ``e1``); they are joined without separators into the text the model reads.
+            batch_size: windows per forward pass.
+
+        Returns:
+            One float32 array of shape ``(len(sentence), H)`` per sentence, row ``i`` the state of symbol ``i``.
         """
         ...
 

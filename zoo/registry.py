@@ -332,7 +332,7 @@ def _write_index(path: Path, key: str) -> None:
 
 
 # Methods of the protocols in zoo.protocols: a lazy model forwards exactly those its class has.
-_PROTOCOL_METHODS = ("encode", "encode_sparse", "encode_hybrid", "retrieve", "score", "tag")
+_PROTOCOL_METHODS = ("encode", "encode_sparse", "encode_hybrid", "encode_tokens", "retrieve", "score", "tag")
 
 
 class _LazyModel:
@@ -362,10 +362,11 @@ def _forward(method: str) -> Callable[..., Any]:
     return call
 
 
-def _model_class(entry: _Entry) -> type | None:
-    known = getattr(entry.factory, "model_class", None)  # a discovered folder's class, read when needed
+def _model_class(entry: _Entry, card: ModelCard) -> type | None:
+    # A factory whose cards give different classes (a discovered folder's, me5-small's) says which: model_class(card).
+    known = getattr(entry.factory, "model_class", None)
     if callable(known):
-        return known()
+        return known(card)
     try:
         cls = typing.get_type_hints(entry.factory).get("return")
     except Exception:  # an unresolvable annotation only means "not known before loading"
@@ -399,8 +400,8 @@ def create_model(name: str, *, lazy: bool = False, **kwargs: Any) -> Any:
         (1, 64)
     """
     entry, card = _lookup(name)
-    _check_options(card.name, entry, kwargs)
-    cls = _model_class(entry) if lazy else None
+    _check_options(card, entry, kwargs)
+    cls = _model_class(entry, card) if lazy else None
     if cls is None:
         return entry.factory(card=card, **kwargs)
     methods = {m: _forward(m) for m in _PROTOCOL_METHODS if callable(getattr(cls, m, None))}
@@ -421,12 +422,12 @@ def _keywords(function: Callable[..., Any]) -> tuple[set[str], bool]:
     return names, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
-def _check_options(name: str, entry: _Entry, kwargs: Mapping[str, Any]) -> None:
+def _check_options(card: ModelCard, entry: _Entry, kwargs: Mapping[str, Any]) -> None:
     """Refuse a factory option that the model does not have, before anything loads (a lazy model would otherwise
     fail at its first call with a TypeError). Known: the factory's keywords, else those of the ``__init__`` of the
     class it returns along the class's bases, plus the class's ``factory_options``."""
     known, more = _keywords(entry.factory)
-    cls = _model_class(entry) if more else None
+    cls = _model_class(entry, card) if more else None
     if cls is not None:
         known |= set(getattr(cls, "factory_options", ()))
         for base in cls.__mro__:
@@ -440,7 +441,7 @@ def _check_options(name: str, entry: _Entry, kwargs: Mapping[str, Any]) -> None:
     unknown = sorted(set(kwargs) - known)
     if unknown:
         raise ZooError(
-            f"model {name}: unknown option {unknown[0]!r} (--model-kwarg); its options: {', '.join(sorted(known))}"
+            f"model {card.name}: unknown option {unknown[0]!r} (--model-kwarg); its options: {', '.join(sorted(known))}"
         )
 
 

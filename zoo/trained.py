@@ -173,7 +173,7 @@ def _runner_class(family: str, folder: Path) -> type | None:
 
 
 def _factory(family: str, folder: Path) -> Callable[..., Any]:
-    """:func:`trained`, with a ``model_class()`` that says which class the family's runtime gives for the folder
+    """:func:`trained`, with a ``model_class(card)`` that says which class the family's runtime gives for the folder
     (:func:`_runner_class`; asked only when needed, so listing trained folders imports no family).
 
     ``create_model(lazy=True)`` builds its stand-in from that class: it offers all its protocols (mGTE's
@@ -184,7 +184,8 @@ def _factory(family: str, folder: Path) -> Callable[..., Any]:
     def factory(card: ModelCard, **kwargs: Any) -> Any:
         return trained(card, **kwargs)
 
-    factory.model_class = functools.cache(lambda: _runner_class(family, folder))  # type: ignore[attr-defined]
+    runner_class = functools.cache(lambda: _runner_class(family, folder))
+    factory.model_class = lambda card: runner_class()  # type: ignore[attr-defined]
     factory.__doc__ = trained.__doc__
     return factory
 

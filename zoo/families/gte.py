@@ -24,6 +24,9 @@ Notable features:
   ``Linear(H, 1)``, the layout of transformers ``BertForSequenceClassification`` with one label, so a saved
   folder loads there and in sentence-transformers' ``CrossEncoder``; :class:`GTERanker` scores
   ``[CLS] query [SEP] doc [SEP]`` (token types 0 / 1) with it on the fast path below, the head in float32;
+- per-character states (``encode_tokens``, the ``TokenEncoder`` protocol): the last hidden states mapped to the
+  characters by the fast tokenizer's offsets, windows for long sentences (``zoo.nn.tokens``), for token-level
+  probes such as the seqlabel task's;
 - loads any BERT folder: HF-style GTE folders (``zoobench.json`` holds pooling, normalize, max_tokens
   and prompts), the published ``thenlper/gte-*`` checkpoints and sentence-transformers folders (their
   max sequence length, pooling mode and prompts are read), strictly: a missing weight is an error,
@@ -64,6 +67,7 @@ from zoo.nn.batching import (
     tokenize_batch,
 )
 from zoo.nn.pooling import POOLING
+from zoo.nn.tokens import token_states
 from zoo.protocols import Kind
 from zoo.registry import ModelCard, register_model
 from zoo.weights import WEIGHTS, quiet_transformers, weight_files, weight_names, weights_sha256
@@ -480,6 +484,23 @@ class GTEEncoder:
                 max_batch_tokens=self.max_batch_tokens,
                 pad_id=model.tokenizer.pad_token_id or 0,
                 device=next(model.parameters()).device,
+            )
+
+    def encode_tokens(self, sentences: Sequence[Sequence[str]], *, batch_size: int = 32) -> list[np.ndarray]:
+        """See ``zoo.protocols.TokenEncoder``: the backbone's last hidden states aligned to the characters by the
+        fast tokenizer's offsets, long sentences in windows of ``max_tokens`` (``zoo.nn.tokens``); no prompt."""
+        model = self.model
+        with inference(model, dtype=self.dtype, threads=self.threads):
+            return token_states(
+                model.tokenizer,
+                sentences,
+                lambda batch: model.backbone(**batch).last_hidden_state,  # (B, T, H)
+                max_tokens=model.max_tokens,
+                batch_size=max(1, batch_size),
+                max_batch_tokens=self.max_batch_tokens,
+                pad_id=model.tokenizer.pad_token_id or 0,
+                device=next(model.parameters()).device,
+                name=self.card.name,
             )
 
 
