@@ -33,6 +33,18 @@ at ``I``/``E`` after ``O``/``E``/``S``, or where the type changes; it ends befor
 the predicted tags); every metric is a ratio of sums over sentences, so the paired bootstrap of
 ``harness.significance`` re-weights sentences: F1 of a resample = 2 sum(w * correct) / sum(w * (pred + gold)).
 
+**Boundary Information Metric** (``bim``; word segmentation run by a TokenEncoder only; Semi-BABERT, Zhang et al.
+2024, arXiv:2404.05560, proposes a training-free measure of how much word-boundary information a model's character
+states hold; its exact formula was not at hand, so this is ours): over the scored sentences' *adjacent* character
+pairs ``(i, i + 1)`` with the model's frozen states ``h``,
+
+    bim = mean cos(h_i, h_i+1) over pairs inside a gold word - mean cos(h_i, h_i+1) over pairs across a word boundary
+
+(-2..2, higher-is-better: states change more across a boundary than within a word). Adjacent pairs only, so the
+two groups are compared at the same distance (pairs further apart are more often across a boundary and less similar
+for that reason alone). Items per sentence: the sums and counts of both groups, so a bootstrap resample's bim is a
+difference of two ratios of sums. No training: it ranks encoders without the probe's head.
+
 **Models.** Any ``zoo.protocols.Tagger`` whose ``kinds`` include the split's kind. A ``zoo.protocols.TokenEncoder``
 that is not a Tagger runs through the task's fine-tuning protocol, so far one: a linear probe on its frozen
 per-character states, trained on the train split (``spec.train_split``, else ``train.conll`` in the folder) or, where
@@ -277,6 +289,40 @@ def _ratio(numerator: str, denominators: tuple[str, ...], scale: float) -> ItemS
     return ItemStat(stat, numerator, ("gold",))
 
 
+# BOUNDARY INFORMATION METRIC ====================================================================
+
+
+def boundary_pairs(states: np.ndarray, spans: set[Span]) -> tuple[float, int, float, int]:
+    """``(inside sum, inside count, across sum, across count)`` of the cosines of adjacent characters' states
+    ``(T, H)`` of one sentence, split by its gold words (``spans``: ``(type, start, end)``, end exclusive)."""
+    if len(states) < 2:
+        return 0.0, 0, 0.0, 0
+    x = states.astype(np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    cos = (x[:-1] * x[1:]).sum(axis=1)  # (T - 1,): pair (i, i + 1)
+    inside = np.zeros(len(cos), dtype=bool)
+    for _, start, end in spans:
+        inside[start : end - 1] = True  # pairs (start, start + 1) .. (end - 2, end - 1)
+    return float(cos[inside].sum()), int(inside.sum()), float(cos[~inside].sum()), int((~inside).sum())
+
+
+def bim_items(states: Sequence[np.ndarray], data: SeqLabelData) -> dict[str, list[Any]]:
+    """Per sentence ``bim_in``, ``bim_in_n``, ``bim_out``, ``bim_out_n`` (:func:`boundary_pairs`)."""
+    rows = [boundary_pairs(x, spans) for x, spans in zip(states, data.spans, strict=True)]
+    return {key: [r[j] for r in rows] for j, key in enumerate(("bim_in", "bim_in_n", "bim_out", "bim_out_n"))}
+
+
+def bim(items: Mapping[str, Any], w: np.ndarray) -> np.ndarray:
+    """``bim`` of each row of sentence weights ``w (rows, n)``: inside mean minus across mean (0 for an empty group)."""
+
+    def mean(total: str, count: str) -> np.ndarray:
+        num = w @ np.asarray(items[total], np.float64)
+        den = w @ np.asarray(items[count], np.float64)
+        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+    return mean("bim_in", "bim_in_n") - mean("bim_out", "bim_out_n")
+
+
 # SCORING ==========================================================================================
 
 
@@ -358,12 +404,13 @@ class SeqLabel(Task):
     type = "seqlabel"
     main_score = "f1"
     instruction = "Segment the text into words, or label its named entities."
-    metrics = ("f1", "precision", "recall")
+    metrics = ("f1", "precision", "recall", "bim")
     requires = (Tagger, TokenEncoder)
     item_stats = {
         "f1": _ratio("correct", ("pred", "gold"), 2.0),
         "precision": _ratio("correct", ("pred",), 1.0),
         "recall": _ratio("correct", ("gold",), 1.0),
+        "bim": ItemStat(bim, "bim_in", ("gold",)),
     }
 
     def load(self, split: str) -> SeqLabelData:
@@ -433,7 +480,7 @@ class SeqLabel(Task):
     def _evaluate_split(self, model: Any, data: SeqLabelData, ctx: EvalContext) -> SplitOutput:
         if self._tags(model):
             return score_tagger(model, data, ctx)
-        from harness.tasks.seqlabel_probe import PROBE, fit_probe, split_half, subset
+        from harness.tasks.seqlabel_probe import PROBE, encode_states, fit_probe, split_half, subset
 
         train_split = self._train_split()
         if train_split is None:
@@ -443,4 +490,25 @@ class SeqLabel(Task):
             train, scored = self._read(train_split, order=False), data
         if train.scheme != data.scheme:
             raise ZooError(f"{train.path}: {train.scheme} tags, but {data.path} has {data.scheme}: cannot train on it")
-        return score_tagger(fit_probe(model, train, ctx, PROBE), scored, ctx)
+        probe = fit_probe(model, train, ctx, PROBE)
+        if data.kind != "cws":
+            return score_tagger(probe, scored, ctx)
+        states = encode_states(model, scored.tokens, ctx, "encode")  # once: for the probe's tags and for bim
+        out = score_tagger(_Precomputed(probe, scored.tokens, states), scored, ctx)
+        items = bim_items(states, scored)
+        out.scores["bim"] = float(bim(items, np.ones((1, len(scored.tokens))))[0])
+        assert out.items is not None
+        out.items.update(items)
+        return out
+
+
+class _Precomputed:
+    """A probe tagging the sentences of a split from states computed once (the same objects ``score_tagger``
+    passes back in blocks), so the split is encoded once for its tags and its ``bim``."""
+
+    def __init__(self, probe: Any, sentences: Sequence[Sequence[str]], states: Sequence[np.ndarray]) -> None:
+        self.probe, self.card, self.kinds = probe, probe.card, probe.kinds
+        self._states = {id(s): x for s, x in zip(sentences, states, strict=True)}
+
+    def tag(self, sentences: Sequence[Sequence[str]], **_: Any) -> list[list[str]]:
+        return self.probe.tag_states([self._states[id(s)] for s in sentences], sentences)

@@ -38,7 +38,17 @@ from harness.tasks.seqlabel import SeqLabelData, _illegal, _parse
 from zoo.errors import ZooError
 from zoo.protocols import TagKind, TokenEncoder
 
-__all__ = ["ProbeSettings", "PROBE", "ProbeTagger", "split_half", "subset", "fit_probe", "legal_moves", "viterbi"]
+__all__ = [
+    "ProbeSettings",
+    "PROBE",
+    "ProbeTagger",
+    "encode_states",
+    "split_half",
+    "subset",
+    "fit_probe",
+    "legal_moves",
+    "viterbi",
+]
 
 _BLOCK = 256  # sentences per encode_tokens call (progress granularity)
 
@@ -87,7 +97,9 @@ def subset(data: SeqLabelData, indices: Sequence[int]) -> SeqLabelData:
     )
 
 
-def _states(model: TokenEncoder, sentences: Sequence[Sequence[str]], ctx: EvalContext, what: str) -> list[np.ndarray]:
+def encode_states(
+    model: TokenEncoder, sentences: Sequence[Sequence[str]], ctx: EvalContext, what: str
+) -> list[np.ndarray]:
     """``encode_tokens`` in blocks of ``_BLOCK`` sentences with a progress bar, checked row by row."""
     from tqdm.auto import tqdm
 
@@ -247,7 +259,7 @@ def fit_probe(
     Returns:
         The probe, a ``Tagger`` of ``train.kind``.
     """
-    states = _states(encoder, train.tokens, ctx, "encode train")
+    states = encode_states(encoder, train.tokens, ctx, "encode train")
     t0 = time.perf_counter()
     labels = sorted({t for sentence in train.tags for t in sentence})
     code = {t: i for i, t in enumerate(labels)}

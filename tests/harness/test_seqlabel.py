@@ -279,8 +279,8 @@ def test_item_statistic_equals_the_metric_on_materialised_resamples() -> None:
     items["gold"] = [c + int(x) for c, x in zip(items["correct"], rng.integers(0, 3, n), strict=True)]
     idx = rng.integers(0, n, size=(4, n))
     w = np.stack([np.bincount(row, minlength=n) for row in idx]).astype(float)
-    for metric, stat in item_stats("seqlabel").items():
-        got = stat.fn(items, w)
+    for metric in ("f1", "precision", "recall"):  # bim: tests/harness/test_seqlabel_probe.py
+        got = item_stats("seqlabel")[metric].fn(items, w)
         for k, row in enumerate(idx):
             want = prf(*(sum(items[key][i] for i in row) for key in ("correct", "pred", "gold")))[metric]
             assert got[k] == pytest.approx(want, abs=1e-12)

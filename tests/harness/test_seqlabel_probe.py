@@ -6,6 +6,7 @@ import gzip
 import json
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -249,3 +250,39 @@ def test_probe_on_a_slice_of_weibo_ner(shared_data: Path, tmp_path: Path) -> Non
     record = _run(data, tmp_path / "r", "local/weibo")
     assert record.n_items == {"test": 40} and record.task_options["probe"]["n_train"] == 80
     assert 0.0 <= record.scores["test"]["f1"] <= 1.0
+
+
+# BOUNDARY INFORMATION METRIC =====================================================================
+
+
+def test_boundary_pairs_and_bim_by_hand() -> None:
+    from harness.tasks.seqlabel import bim, bim_items, boundary_pairs, chunks
+
+    # words 北京 | 人 | 民国: pairs (0,1) inside, (1,2) across, (2,3) across, (3,4) inside
+    states = np.array([[1, 0], [1, 0], [0, 1], [1, 1], [1, 1]], dtype=np.float32) * 3  # norms do not matter
+    words = chunks(["B", "E", "S", "B", "E"])
+    cos = [1.0, 0.0, 2**-0.5, 1.0]
+    got = boundary_pairs(states, words)
+    assert got[1] == 2 and got[3] == 2
+    assert got[0] == pytest.approx(cos[0] + cos[3]) and got[2] == pytest.approx(cos[1] + cos[2])
+    assert boundary_pairs(states[:1], chunks(["S"])) == (0.0, 0, 0.0, 0)  # one character: no pair
+
+    two = SimpleNamespace(spans=[words, chunks(["B", "M", "E"])])  # the second sentence is one word
+    items = bim_items([states, np.ones((3, 2), np.float32)], two)  # type: ignore[arg-type]
+    whole = float(bim(items, np.ones((1, 2)))[0])
+    assert whole == pytest.approx((2.0 + 2.0) / 4 - (0.0 + 2**-0.5) / 2)
+    first_twice = float(bim(items, np.array([[2.0, 0.0]]))[0])  # a resample of the first sentence only
+    assert first_twice == pytest.approx(1.0 - 2**-0.5 / 2)
+
+
+def test_a_cws_probe_records_bim_and_its_items(tmp_path: Path) -> None:
+    data = _folder(tmp_path / "data", "cws", test=_cws_text(41, 0))
+    record = _run(data, tmp_path / "r", "local/cws")
+    items = json.loads(
+        gzip.decompress(items_path(tmp_path / "r", "test-gte", "seed-0", "local/cws", "test").read_bytes())
+    )
+    assert len(items["bim_in"]) == len(items["tags"]) == 21
+    inside, across = sum(items["bim_in"]) / sum(items["bim_in_n"]), sum(items["bim_out"]) / sum(items["bim_out_n"])
+    assert record.scores["test"]["bim"] == pytest.approx(inside - across) and -2 <= inside - across <= 2
+    ner = _folder(tmp_path / "data", "ner", test=_ner_text(30, 3))
+    assert "bim" not in _run(ner, tmp_path / "r", "local/ner").scores["test"]  # word boundaries: CWS only
