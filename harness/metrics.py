@@ -43,6 +43,8 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "max_f1": True,
     "ami": True,
     "max_over_subqueries_map": True,
+    # sequence labelling (harness/tasks/seqlabel.py; f1, precision, recall above): the Boundary Information Metric
+    "bim": True,
 }
 
 

@@ -284,5 +284,8 @@ def test_a_cws_probe_records_bim_and_its_items(tmp_path: Path) -> None:
     assert len(items["bim_in"]) == len(items["tags"]) == 21
     inside, across = sum(items["bim_in"]) / sum(items["bim_in_n"]), sum(items["bim_out"]) / sum(items["bim_out_n"])
     assert record.scores["test"]["bim"] == pytest.approx(inside - across) and -2 <= inside - across <= 2
+    from harness.metrics import higher_is_better
+
+    assert higher_is_better("bim")  # `zoobench compare --metric bim` knows its direction
     ner = _folder(tmp_path / "data", "ner", test=_ner_text(30, 3))
     assert "bim" not in _run(ner, tmp_path / "r", "local/ner").scores["test"]  # word boundaries: CWS only
