@@ -306,9 +306,12 @@ class SpladeEncoder:
                     batch[r, : len(ids[i])] = torch.tensor(ids[i])
                 mask = batch != pad
                 keep = mask & ~torch.isin(batch, torch.tensor(self._special))  # (B, T) real, non-special tokens
-                logits = self.model(input_ids=batch.to(self.model.device), attention_mask=mask.to(self.model.device))
-                w = torch.log1p(torch.relu(logits.logits.float())) * keep.to(logits.logits.device)[..., None]
-                weights = w.amax(dim=1).cpu()  # (B, V)
+                logits = self.model(
+                    input_ids=batch.to(self.model.device), attention_mask=mask.to(self.model.device)
+                ).logits  # (B, T, V)
+                # log(1 + relu(.)) is monotonic: the max over tokens first, then the saturation on (B, V) only
+                peak = logits.masked_fill(~keep.to(logits.device)[..., None], 0.0).amax(dim=1)  # (B, V)
+                weights = torch.log1p(torch.relu(peak.float())).cpu()  # (B, V)
                 weights[:, self._special] = 0
                 for r, i in enumerate(rows):
                     (nz,) = torch.nonzero(weights[r], as_tuple=True)
