@@ -56,6 +56,9 @@ def zh_data(tmp_path: Path) -> Path:
     for path, records in files.items():
         (data / path).parent.mkdir(parents=True, exist_ok=True)
         (data / path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    for path in ("cluener/train.conll", "weibo-ner/train.conll"):
+        (data / path).parent.mkdir(parents=True, exist_ok=True)
+        (data / path).write_text("".join("".join(f"{c}\tO\n" for c in t) + "\n" for t in texts[40:]), encoding="utf-8")
     return data
 
 

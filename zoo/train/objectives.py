@@ -342,8 +342,11 @@ class TokenObjective(Objective):
 
     The loss prepares the inputs of the whole global batch (``Loss.token_inputs``: e.g. MLM masks 30% of the
     tokens), drawing from the step's generator (the same on every rank, so a slice's masks do not depend on the
-    number of ranks); this rank runs its rows and sums its per-token losses; the sum is divided by the number of
-    loss tokens in the global batch, so the ranks' gradients add up to the gradient of the global mean.
+    number of ranks), and its per-row targets of the unmasked global batch (``Loss.token_targets``: BABERT's boundary
+    features), sliced to this rank's rows; this rank runs its rows, gives the loss the logits of the selected
+    positions (the loss's first output) and its other outputs whole, and sums the per-token losses; the sum is
+    divided by the number of loss tokens in the global batch, so the ranks' gradients add up to the gradient of the
+    global mean.
     """
 
     name = "token"
