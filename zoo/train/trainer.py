@@ -306,6 +306,8 @@ class _Stage:
         texts of every ``texts`` source of the stage, once per loss name, before the first step. The state is a
         function of the sources' rows and the model's tokenizer only, so a resumed run recomputes the same."""
         fitting = [o for o in self.objectives if o.loss.fits]
+        if not fitting:
+            return
         texts = [t for src in self.sources if src.format == "texts" for t in src.columns["text"]]
         fitted: dict[str, Any] = {}
         for o in fitting:
