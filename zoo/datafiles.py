@@ -22,6 +22,7 @@ __all__ = [
     "resolve_data_dir",
     "lines",
     "jsonl_records",
+    "conll_texts",
     "text_field",
     "number_field",
     "split_fields",
@@ -77,6 +78,29 @@ def lines(path: Path) -> Iterator[tuple[int, str]]:
             ) from None
         if text.strip():
             yield lineno, text
+
+
+def conll_texts(path: Path) -> list[str]:
+    """The sentences of a CoNLL file as plain texts (raw text for pre-training; the tags are not read): the first
+    column of each line joined without separators, blank lines ending sentences.
+
+    Raises:
+        ZooError: a missing or non-UTF-8 file, or one without a sentence.
+    """
+    sentences: list[str] = []
+    current: list[str] = []
+    last = -1
+    for lineno, text in lines(path):
+        if current and lineno != last + 1:  # a blank line (or several) since the previous token
+            sentences.append("".join(current))
+            current = []
+        current.append(text.split()[0])
+        last = lineno
+    if current:
+        sentences.append("".join(current))
+    if not sentences:
+        raise ZooError(f"{path}: no sentences")
+    return sentences
 
 
 def jsonl_records(path: Path, fields: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -59,6 +59,7 @@ FAMILIES: tuple[str, ...] = (
     "zoo.families.decoder",
     "zoo.families.llm_ranker",
     "zoo.families.taggers",
+    "zoo.families.babert",
 )
 ENTRY_POINT_GROUP = "zoobench.models"
 # Models found on disk at each lookup ("module:function" -> [(card, factory)]): trained folders, see zoo/trained.py.

@@ -1,9 +1,11 @@
-"""BABERT: boundary-aware BERT for Chinese sequence labelling -- for now its unsupervised boundary statistics.
+"""BABERT: boundary-aware BERT for Chinese sequence labelling: its unsupervised boundary statistics and its model.
 
 Paper: Jiang, Long, Zhang, Xie, Zhang & Zhang (2022), Unsupervised Boundary-Aware Language Model Pretraining for
 Chinese Sequence Labeling, Findings of EMNLP 2022, arXiv:2210.15231. BABERT continues BERT pre-training with MLM
 plus a regression loss that makes an intermediate layer's character states predict per-character *boundary
-features*, computed once from raw text. This file holds that computation; the pre-training goes below it.
+features*, computed once from raw text. This file holds that computation (the statistics section) and the ``babert``
+family (the model section): a BERT encoder with an MLM head and a boundary head, trained by the ``babert`` loss of
+``zoo.train.losses`` (MLM + weight x MSE of the boundary head against the features).
 
 Notable features:
 - n-grams of 1..``max_n`` symbols (characters; a CoNLL token such as weibo-ner's ``e1`` is one symbol) are counted
@@ -42,6 +44,23 @@ Notable features:
   its last symbol's id, so keys stay below (types x vocabulary) for any n; counting is ``np.unique`` on those keys,
   entropies a ``bincount`` over (n-gram, neighbour) pair keys. No Python loop runs per n-gram or per character
   beyond reading the symbols into ids.
+- **The model** (:class:`BABERTModel`, family ``babert``): a transformers ``BertModel`` (GTE's, ``zoo.families.gte``:
+  mean pooling, the same ``Encoder`` / ``TokenEncoder`` runtime, :class:`zoo.families.gte.GTEEncoder`) with two heads:
+  ``mlm`` (BERT's prediction-head transform, dense + activation + LayerNorm, then a decoder tied to the word
+  embeddings) and ``boundary``, ``Linear(H, F)`` over the states of layer ``boundary_layer``, predicting each
+  token's boundary feature vector. The default layer is the middle one, ``num_layers // 2`` (2 of 4, 6 of 12): the
+  paper puts the regression on an intermediate layer [paper? for the index]; the middle leaves the upper layers to
+  MLM and keeps the boundary signal below the last layer that token probes (seqlabel, BIM) read.
+- **Character vocabulary** (from scratch): the scratch tokenizer is the engine's WordPiece trainer with no merges
+  (``vocab_size = 0``: the special tokens and the alphabet of the tokenizer corpora only). BERT's normaliser puts
+  every CJK character in a word of its own, so a Chinese character is one token; a run of Latin letters or digits
+  is one pre-tokenized word and becomes one token per character, the first bare (``2``), the rest in WordPiece's
+  word-inner form (``##0 ##2 ##6``); lower-casing follows ``lowercase``. A word holding a character outside the
+  alphabet is one ``[UNK]``. The scratch builder refuses a vocabulary with a multi-character token.
+- **Boundary targets** are computed over the model's own token sequences: the statistics are
+  :func:`boundary_statistics` over the token ids (as strings) of the stage's training texts (special tokens and
+  pads dropped, cut at the stage's ``max_length`` as the steps cut them), so every real token has its feature
+  vector and the targets are a function of the data and the tokenizer only (a resumed run recomputes the same).
 
 Citations:
     Jiang, Long, Zhang, Xie, Zhang & Zhang (2022), Unsupervised Boundary-Aware Language Model Pretraining for Chinese
@@ -61,16 +80,33 @@ BibTeX::
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
+from zoo.checkpoints import resolve
 from zoo.errors import ZooError
+from zoo.families.gte import GTEEncoder, GTEModel
+from zoo.family import Family, ScratchConfig
+from zoo.weights import WEIGHTS, load_weights
 
-__all__ = ["BoundaryStats", "NgramStats", "boundary_statistics", "BOUNDARY", "CITATION"]
+__all__ = [
+    "BoundaryStats",
+    "NgramStats",
+    "boundary_statistics",
+    "BABERTModel",
+    "BABERTScratchConfig",
+    "FAMILY",
+    "BOUNDARY",
+    "CITATION",
+]
 
 CITATION = (
     "Jiang, Long, Zhang, Xie, Zhang & Zhang (2022), Unsupervised Boundary-Aware Language Model Pretraining for "
@@ -347,3 +383,214 @@ def _column_moments(max_n: int, counts: dict, pmi: dict, left: dict, right: dict
         mean.append(mu)
         std.append(sd if sd > 1e-12 else 1.0)
     return np.array(mean), np.array(std)
+
+
+# MODEL ============================================================================================
+
+_HEAD_PREFIXES = ("mlm_transform.", "mlm_decoder.", "boundary_head.")
+_TIED = "mlm_decoder.weight"  # the word embeddings: saved once, under the backbone's name
+_SETTINGS = "zoobench.json"  # GTE's folder settings, plus the boundary head's layer and n-gram order
+
+
+class BABERTModel(GTEModel):
+    """A BERT encoder (:class:`zoo.families.gte.GTEModel`, mean pooling) with BABERT's MLM and boundary heads.
+
+    Args:
+        backbone: a transformers ``BertModel`` (no pooler).
+        tokenizer: its fast tokenizer (character-level for a model built from scratch; see the module docstring).
+        boundary_layer: the layer whose states the boundary head reads, 1..num_layers (``hidden_states`` index:
+            the output of that transformer layer); None: the middle, ``num_layers // 2`` (at least 1).
+        boundary_max_n: the longest n-gram of the boundary features; the head predicts
+            F = 2 + 3 * (2 + ... + max_n) values per token (29 for 4).
+        **settings: GTE's ``pooling`` (default mean), ``normalize``, ``max_tokens``, ``prompts``, ``rerank_head``.
+    """
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        tokenizer: Any,
+        *,
+        boundary_layer: int | None = None,
+        boundary_max_n: int = 4,
+        **settings: Any,
+    ) -> None:
+        from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
+
+        super().__init__(backbone, tokenizer, **{"pooling": "mean", **settings})
+        c = backbone.config
+        layer = max(1, c.num_hidden_layers // 2) if boundary_layer is None else boundary_layer
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= c.num_hidden_layers:
+            raise ZooError(f"boundary_layer must be an integer from 1 to {c.num_hidden_layers}, got {layer!r}")
+        if isinstance(boundary_max_n, bool) or not isinstance(boundary_max_n, int) or boundary_max_n < 2:
+            raise ZooError(f"boundary_max_n must be an integer >= 2, got {boundary_max_n!r}")
+        self.boundary_layer, self.boundary_max_n = layer, boundary_max_n
+        self.mlm_transform = BertPredictionHeadTransform(c)
+        self.mlm_decoder = torch.nn.Linear(c.hidden_size, c.vocab_size)
+        self.mlm_decoder.weight = backbone.embeddings.word_embeddings.weight  # tied, as BERT's MLM head
+        self.boundary_head = torch.nn.Linear(c.hidden_size, len(_layout(boundary_max_n)))
+        self._init_heads(c.initializer_range)
+
+    def _init_heads(self, std: float) -> None:
+        """normal(0, initializer_range) matrices and zero biases, as transformers initialises BERT's heads."""
+        with torch.no_grad():
+            for layer in (self.mlm_transform.dense, self.boundary_head):
+                layer.weight.normal_(0.0, std)
+                layer.bias.zero_()
+            self.mlm_decoder.bias.zero_()
+
+    @property
+    def head_outputs(self) -> tuple[str, ...]:
+        """The outputs :meth:`heads` can give."""
+        return ("dense", "mlm", "boundary")
+
+    @property
+    def boundary_features(self) -> int:
+        """F, the width of the boundary head."""
+        return self.boundary_head.out_features
+
+    def boundary_statistics(self, sentences: Sequence[Sequence[str]]) -> BoundaryStats:
+        """:func:`boundary_statistics` of a corpus at this model's n-gram order (what its boundary head predicts)."""
+        return boundary_statistics(sentences, max_n=self.boundary_max_n)
+
+    def heads(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        *,
+        outputs: Sequence[str] = ("dense",),
+        select: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """One backbone pass over ``(B, T)`` inputs, then ``{output: float32 tensor}`` for each of ``outputs``:
+        ``"dense"`` ``(B, H)`` mean-pooled embeddings, ``"mlm"`` ``(M, V)`` token logits of the ``M`` positions
+        ``select`` ``(B, T)`` marks (row-major order), ``"boundary"`` ``(B, T, F)`` predicted boundary features
+        at every position (pads and special tokens included: the loss picks the real ones)."""
+        unknown = [o for o in outputs if o not in self.head_outputs]
+        if unknown:
+            raise ZooError(f"BABERT has no {unknown[0]!r} output (it has: {', '.join(self.head_outputs)})")
+        if "mlm" in outputs and select is None:
+            raise ZooError("the mlm output needs select, the (B, T) positions to predict")
+        out = self.backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states="boundary" in outputs,
+        )
+        hidden = out.last_hidden_state  # (B, T, H)
+        makers = {
+            "dense": lambda: self._dense(hidden, attention_mask),  # (B, H)
+            "mlm": lambda: self.mlm_decoder(self.mlm_transform(hidden[select])).float(),  # (M, V)
+            "boundary": lambda: self.boundary_head(out.hidden_states[self.boundary_layer]).float(),  # (B, T, F)
+        }
+        return {name: makers[name]() for name in outputs}
+
+    @classmethod
+    def from_config(cls, config: Any, tokenizer: Any, *, seed: int = 0, **settings: Any) -> BABERTModel:
+        """A randomly initialised model, backbone and heads from ``seed`` (the global RNG is left as it was);
+        ``settings``: :class:`BABERTModel`'s keywords."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)  # the heads (GTE seeds the backbone with ``seed`` itself)
+            return super().from_config(config, tokenizer, seed=seed, **settings)
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike[str], **overrides: Any) -> BABERTModel:
+        """Load a folder :meth:`save_pretrained` wrote (safetensors only), strictly: the backbone as GTE loads it,
+        then every head weight (a missing one is an error, never a random init).
+
+        Args:
+            source: a folder or checkpoint source (``zoo.checkpoints.resolve``).
+            **overrides: :meth:`zoo.families.gte.GTEModel.from_pretrained`'s keywords (``dtype``, ``max_tokens``,
+                ``boundary_layer`` ...).
+
+        Raises:
+            ZooError: an unresolvable source, or a folder without the MLM and boundary heads.
+        """
+        model = super().from_pretrained(source, **overrides)
+        folder = resolve(str(source))
+        state = {k: v for k, v in load_weights(folder).items() if k.startswith(_HEAD_PREFIXES)}
+        expected = {k: v for k, v in model.state_dict().items() if k.startswith(_HEAD_PREFIXES) and k != _TIED}
+        missing = sorted(set(expected) - set(state))
+        if missing:
+            raise ZooError(f"{source}: not a BABERT folder: the weights lack {', '.join(missing[:3])}")
+        for key, value in state.items():
+            if key not in expected or value.shape != expected[key].shape:
+                want = tuple(expected[key].shape) if key in expected else "no such weight"
+                raise ZooError(f"{source}: {key} has shape {tuple(value.shape)}, expected {want}")
+        model.load_state_dict(state, strict=False)
+        return model.to(next(model.backbone.parameters()).dtype).eval()
+
+    def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
+        """GTE's folder (config.json, tokenizer, zoobench.json) with the heads beside the backbone in
+        ``model.safetensors`` (the tied decoder weight once, as the word embeddings) and the boundary settings in
+        zoobench.json; returns the folder."""
+        from safetensors.torch import save_file
+
+        folder = super().save_pretrained(folder)
+        state = {k: v for k, v in self.backbone.state_dict().items()}
+        state |= {k: v for k, v in self.state_dict().items() if k.startswith(_HEAD_PREFIXES) and k != _TIED}
+        save_file({k: v.detach().contiguous() for k, v in state.items()}, folder / WEIGHTS, {"format": "pt"})
+        settings = json.loads((folder / _SETTINGS).read_text(encoding="utf-8"))
+        settings |= {"boundary_layer": self.boundary_layer, "boundary_max_n": self.boundary_max_n}
+        (folder / _SETTINGS).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        return folder
+
+
+# SCRATCH AND FAMILY ===============================================================================
+
+
+@dataclass
+class BABERTScratchConfig(ScratchConfig):
+    """The scratch table of a BABERT recipe: a character vocabulary and the boundary head's layer and n-gram order."""
+
+    vocab_size: int = 0  # no WordPiece merges: the special tokens and the corpora's characters only
+    boundary_layer: int | None = None  # None: the middle layer, num_layers // 2
+    boundary_max_n: int = 4
+
+
+def _check_characters(tokenizer: Any) -> None:
+    """Refuse a vocabulary with a token of more than one character (``##x`` counts as one)."""
+    specials = set(tokenizer.all_special_tokens)
+    long = sorted(t for t in tokenizer.get_vocab() if t not in specials and len(t.removeprefix("##")) != 1)
+    if long:
+        raise ZooError(
+            f"model.scratch: BABERT needs one character per token, but the vocabulary has {long[0]!r} "
+            f"({len(long)} such tokens); set vocab_size = 0 (the alphabet only)"
+        )
+
+
+def _write_scratch(folder: Path, tokenizer: Any, cfg: BABERTScratchConfig, *, seed: int) -> Path:
+    """Write a randomly initialised BABERT (BERT encoder, MLM and boundary heads, seeded) and its character
+    tokenizer as a folder :meth:`BABERTModel.from_pretrained` loads."""
+    _check_characters(tokenizer)
+    config = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": cfg.hidden_size,
+        "num_hidden_layers": cfg.num_layers,
+        "num_attention_heads": cfg.num_heads,
+        "intermediate_size": cfg.intermediate_size,
+        "max_position_embeddings": cfg.max_position,
+        "hidden_dropout_prob": cfg.dropout,
+        "attention_probs_dropout_prob": cfg.dropout,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    tokenizer.model_max_length = cfg.max_position
+    model = BABERTModel.from_config(
+        config,
+        tokenizer,
+        seed=seed,
+        boundary_layer=cfg.boundary_layer,
+        boundary_max_n=cfg.boundary_max_n,
+        max_tokens=cfg.max_position,
+    )
+    return model.save_pretrained(folder)
+
+
+FAMILY = Family(
+    name="babert",
+    model=BABERTModel,
+    runtime=BABERTModel.as_encoder,
+    runtime_class=lambda folder: GTEEncoder,
+    scratch=_write_scratch,
+    scratch_config=BABERTScratchConfig,
+    citation=CITATION,
+)

@@ -11,7 +11,8 @@ pairs       query, positive                                 jsonl-pairs, beir-qr
 triplets    query, positive, negatives (K texts each)       jsonl-triplets; any pairs source with
                                                             ``negatives`` mined
 scored      sentence1, sentence2, score                     jsonl-scored
-texts       text                                            jsonl-texts
+texts       text                                            jsonl-texts, conll-texts (a CoNLL file's
+                                                            sentences, characters joined; tags unread)
 ==========  ==============================================  ==========================================
 
 ``path`` is relative to the data dir (``zoo.datafiles.resolve_data_dir``): a ``.jsonl`` file,
@@ -39,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.datafiles import read_beir
+from zoo.datafiles import conll_texts, read_beir
 from zoo.errors import ZooError
 from zoo.weights import sha256_file
 
@@ -220,6 +221,12 @@ def _read_jsonl_texts(data_dir: Path, cfg: SourceConfig) -> TrainSource:
     return TrainSource(cfg.name, "texts", {"text": [r[f["text"]] for _, r in _records(path, [f["text"]])]}, files)
 
 
+def _read_conll_texts(data_dir: Path, cfg: SourceConfig) -> TrainSource:
+    path, files = _file(data_dir, cfg)
+    _fields(cfg, {})  # no columns to rename
+    return TrainSource(cfg.name, "texts", {"text": conll_texts(path)}, files)
+
+
 def _read_jsonl_labelled(data_dir: Path, cfg: SourceConfig, seed: int) -> TrainSource:
     """Pairs of two different texts with the same label: each text with a seeded partner from its label."""
     path, files = _file(data_dir, cfg)
@@ -304,6 +311,7 @@ READERS: dict[str, Callable[..., TrainSource]] = {
     "jsonl-triplets": lambda data_dir, cfg, seed: _read_jsonl_triplets(data_dir, cfg),
     "jsonl-scored": lambda data_dir, cfg, seed: _read_jsonl_scored(data_dir, cfg),
     "jsonl-texts": lambda data_dir, cfg, seed: _read_jsonl_texts(data_dir, cfg),
+    "conll-texts": lambda data_dir, cfg, seed: _read_conll_texts(data_dir, cfg),
     "jsonl-labelled": _read_jsonl_labelled,
     "beir-qrels": lambda data_dir, cfg, seed: _read_beir_qrels(data_dir, cfg),
     "beir-titles": lambda data_dir, cfg, seed: _read_beir_titles(data_dir, cfg),

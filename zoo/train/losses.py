@@ -20,6 +20,8 @@ name               batch columns                objective         data formats
 ``mgte``           query, positive, negatives?  embedding         pairs, triplets (dense + sparse outputs)
 ``listwise-ce``    scores (rerank logits)       pair              triplets (rerank output)
 ``mlm``            logits, labels (masked)      token             texts (mlm output)
+``babert``         logits, labels, boundary     token             texts (mlm + boundary outputs; boundary
+                   (+ its targets)                                statistics fitted on the stage's texts)
 ``causal-lm``      logits, labels (target span) token             pairs (lm output, ``tokenize_pairs``)
 ``rankinggpt``     scores, logits, labels,      pair              triplets (rerank + lm outputs, frozen
                    candidate, reference                           teacher's log-probabilities)
@@ -31,7 +33,11 @@ loss that also needs ``"sparse"`` gets an :class:`Encoded` per column (the dense
 :class:`TokenWeights` of the same forward pass), which the objective asks of the model through its
 ``heads(**batch, outputs=...)``. A cross-encoder loss (objective ``pair``) gets ``scores`` ``(B, 1 + K)``, the
 positive's logit first. A token loss (objective ``token``) prepares its inputs (``token_inputs``) and gets the
-logits of the positions it selected; it returns one loss per position. A distillation loss names its
+logits of the positions it selected (and its other outputs whole, e.g. ``boundary`` ``(b, T, F)``, with the per-row
+targets its ``token_targets`` made of the global batch, sliced to this rank's rows); it returns one loss per position
+(plus, for ``babert``, one summed term). A loss that ``fits`` learns a state from the stage's training texts before
+the first step (``fit``: BABERT's boundary statistics), recomputed identically by a resumed run. A distillation loss
+names its
 ``targets`` from the stage's teacher (``"embeddings:<column>"``, ``"scores:<a>,<b>"``, or ``"logprobs:lm"``: the
 frozen model's per-token log-probabilities at the positions the loss scores, computed on the objective's batch).
 
@@ -45,6 +51,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -67,6 +74,8 @@ __all__ = [
     "ListwiseCELoss",
     "ScoreKLDistillationLoss",
     "MaskedLMLoss",
+    "BABERTLoss",
+    "content_mask",
     "CausalLMLoss",
     "RankingGPTLoss",
     "TokenWeights",
@@ -116,6 +125,7 @@ class Loss(torch.nn.Module):
     objective: ClassVar[str] = "embedding"  # the zoo.train.objectives objective that feeds it
     targets: ClassVar[dict[str, str]] = {}  # loss argument -> teacher target ("embeddings:text", "scores:a,b")
     builds: ClassVar[bool] = False  # has trainable layers of its own, made by build() once the widths are known
+    fits: ClassVar[bool] = False  # learns a state from the stage's texts before training (fit), e.g. BABERT's
 
     def __init__(self, hyperparams: Mapping[str, Any] | None = None) -> None:
         super().__init__()
@@ -130,6 +140,20 @@ class Loss(torch.nn.Module):
         with the student's and the teacher's embedding widths; the layers are trained with the model, kept in
         its checkpoints and dropped when training ends."""
         raise NotImplementedError
+
+    def fit(self, model: Any, corpus: Sequence[Sequence[int]]) -> Any:
+        """The state a ``fits`` loss learns from the stage's texts, as ``corpus``: each text's content token ids
+        (specials and pads dropped), tokenized as the steps tokenize it. The stage calls it once per loss name and
+        sets the result as ``fitted`` on every loss of that name; a pure function of the corpus and the model's
+        tokenizer, so a resumed run gets the same state."""
+        raise NotImplementedError
+
+    def token_targets(
+        self, batch: dict[str, torch.Tensor], select: torch.Tensor, model: Any
+    ) -> dict[str, torch.Tensor]:
+        """Per-row targets of a token loss for the global batch (``(B, ...)`` tensors the objective slices to this
+        rank's rows), from the unmasked ``batch`` and the selected positions ``select`` ``(B, T)``; none by default."""
+        return {}
 
     def get_config_dict(self) -> dict[str, Any]:
         """The loss name and its resolved hyper-parameters, for the training record."""
@@ -659,8 +683,7 @@ class MaskedLMLoss(Loss):
         if tok.mask_token_id is None:
             raise ZooError(f"loss {self.name!r}: the tokenizer has no mask token")
         ids = batch["input_ids"]  # (B, T)
-        special = torch.as_tensor(sorted(set(tok.all_special_ids)), dtype=ids.dtype)
-        candidates = batch["attention_mask"].bool() & ~torch.isin(ids, special)  # (B, T)
+        candidates = content_mask(batch, tok)  # (B, T)
         draws = torch.rand(ids.shape, generator=generator)  # (B, T), one draw per position whatever the rank
         select = candidates & (draws < self.hparams["mask_rate"])
         kind = torch.rand(ids.shape, generator=generator)  # (B, T): < 0.8 mask, < 0.9 random, else keep
@@ -672,6 +695,87 @@ class MaskedLMLoss(Loss):
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """Per-position cross-entropy: ``logits (M, V), labels (M,) -> (M,)``."""
         return F.cross_entropy(logits.float(), labels, reduction="none")
+
+
+def content_mask(batch: Mapping[str, torch.Tensor], tokenizer: Any) -> torch.Tensor:
+    """``(B, T)`` bool: the real tokens of a tokenized batch (attended, not a special token such as [CLS] or [PAD])."""
+    ids = batch["input_ids"]  # (B, T)
+    special = torch.as_tensor(sorted(set(tokenizer.all_special_ids)), dtype=ids.dtype)
+    return batch["attention_mask"].bool() & ~torch.isin(ids, special)
+
+
+class BABERTLoss(MaskedLMLoss):
+    """BABERT's boundary-aware pre-training: MLM plus a regression of the boundary head on the boundary features.
+
+    Over the global batch, with ``M`` masked positions and ``C`` real (non-special, non-pad) tokens::
+
+        L = (1/M) sum_masked CE  +  weight * (1/C) sum_real (1/F) || boundary(h^(l)_t) - f_t ||^2
+
+    where ``boundary(h^(l)_t)`` is the model's ``boundary`` output (its boundary head on layer ``l``'s state of token
+    t, the *masked* input's) and ``f_t`` ``(F,)`` the z-scored boundary features of the *original* token in its
+    sentence (``zoo.families.babert``): the statistics are fitted (``fit``) on the stage's training texts as token ids,
+    so every real token has a target. ``token_inputs`` is :class:`MaskedLMLoss`'s. ``forward`` returns the ``M``
+    per-position cross-entropies and, last, the regression term of this rank's rows multiplied by ``M / C`` (through
+    ``boundary_weight``), so the token objective's sum over ranks divided by ``M`` is ``L``; with ``weight = 0``
+    it is the ``mlm`` loss exactly.
+
+    Hyper-parameters:
+        mask_rate: 0.15 (BERT's, which BABERT continues).
+        weight: 1.0, the regression's weight [paper? for the paper's value].
+    """
+
+    name = "babert"
+    outputs = ("mlm", "boundary")
+    fits = True
+    defaults: ClassVar[dict[str, Any]] = {"mask_rate": 0.15, "weight": 1.0}
+    citation = (
+        "Jiang, Long, Zhang, Xie, Zhang & Zhang (2022), Unsupervised Boundary-Aware Language Model Pretraining for "
+        "Chinese Sequence Labeling, Findings of EMNLP 2022, arXiv:2210.15231."
+    )
+
+    def __init__(self, hyperparams: Mapping[str, Any] | None = None) -> None:
+        super().__init__(hyperparams)
+        w = self.hparams["weight"]
+        if isinstance(w, bool) or not isinstance(w, int | float) or w < 0:
+            raise ZooError(f"loss {self.name!r}: weight {w!r} is not a number >= 0")
+        self.fitted: Any = None  # the boundary statistics (zoo.families.babert.BoundaryStats), set by the stage
+
+    def fit(self, model: Any, corpus: Sequence[Sequence[int]]) -> Any:
+        """The model's boundary statistics of the corpus, its token ids as symbols."""
+        if not callable(getattr(model, "boundary_statistics", None)):
+            raise ZooError(f"loss {self.name!r}: {type(model).__name__} has no boundary_statistics (a babert model)")
+        return model.boundary_statistics([[str(i) for i in ids] for ids in corpus])
+
+    def token_targets(
+        self, batch: dict[str, torch.Tensor], select: torch.Tensor, model: Any
+    ) -> dict[str, torch.Tensor]:
+        """``boundary_target`` ``(B, T, F)`` (0 off the real tokens) and ``boundary_weight`` ``(B, T)``: ``M / C`` at
+        the real tokens, 0 elsewhere."""
+        if self.fitted is None:
+            raise ZooError(f"loss {self.name!r}: no boundary statistics (the stage fits them before the first step)")
+        real = content_mask(batch, model.tokenizer)  # (B, T)
+        ids = batch["input_ids"]
+        rows = [[str(i) for i in ids[b][real[b]].tolist()] for b in range(ids.shape[0])]
+        features = np.concatenate(self.fitted.features_many(rows))  # (C, F), row-major order of real
+        target = torch.zeros(*ids.shape, features.shape[1])  # (B, T, F)
+        target[real] = torch.from_numpy(features)
+        weight = real.float() * (max(1, int(select.sum())) / max(1, int(real.sum())))  # (B, T)
+        return {"boundary_target": target, "boundary_weight": weight}
+
+    def forward(  # type: ignore[override]
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        boundary: torch.Tensor,
+        boundary_target: torch.Tensor,
+        boundary_weight: torch.Tensor,
+    ) -> torch.Tensor:
+        """``logits (M, V), labels (M,), boundary (b, T, F), boundary_target (b, T, F), boundary_weight (b, T)
+        -> (M + 1,)``: the cross-entropies, then the weighted regression term."""
+        ce = F.cross_entropy(logits.float(), labels, reduction="none")  # (M,)
+        mse = ((boundary.float() - boundary_target) ** 2).mean(-1)  # (b, T)
+        term = self.hparams["weight"] * (mse * boundary_weight).sum()  # ()
+        return torch.cat([ce, term[None]])
 
 
 class CausalLMLoss(Loss):
@@ -795,6 +899,7 @@ LOSSES: dict[str, type[Loss]] = {
         ListwiseCELoss,
         ScoreKLDistillationLoss,
         MaskedLMLoss,
+        BABERTLoss,
         CausalLMLoss,
         RankingGPTLoss,
     )

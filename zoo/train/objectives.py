@@ -13,7 +13,8 @@ objective       model inputs -> outputs                          losses
                 (``tokenize_pairs`` + the ``rerank`` output;     (query likelihoods + the lm logits of the
                 + the ``lm`` logits of the labelled tokens)      query tokens, in one process)
 ``token``       token sequences -> per-token logits of the       mlm (masked LM), causal-lm (the target span
-                positions the loss selects (``mlm``, ``lm``)     of ``tokenize_pairs``)
+                positions the loss selects (``mlm``, ``lm``),    of ``tokenize_pairs``), babert (MLM + the
+                + other token outputs whole (``boundary``)       boundary head's regression)
 ==============  ===============================================  ============================================
 
 Every objective checks before training that the model gives what its loss needs (the outputs, pair
@@ -54,7 +55,7 @@ from zoo.nn.causal import next_token_select
 from zoo.train.config import StageConfig
 from zoo.train.data import SourceConfig
 from zoo.train.dist import Dist, all_max, all_sum, gather_with_grad
-from zoo.train.losses import Encoded, Loss, TokenWeights
+from zoo.train.losses import Encoded, Loss, TokenWeights, content_mask
 
 __all__ = ["Objective", "EmbeddingObjective", "PairObjective", "TokenObjective", "Teacher", "OBJECTIVES"]
 
@@ -341,12 +342,15 @@ class TokenObjective(Objective):
 
     The loss prepares the inputs of the whole global batch (``Loss.token_inputs``: e.g. MLM masks 30% of the
     tokens), drawing from the step's generator (the same on every rank, so a slice's masks do not depend on the
-    number of ranks); this rank runs its rows and sums its per-token losses; the sum is divided by the number of
-    loss tokens in the global batch, so the ranks' gradients add up to the gradient of the global mean.
+    number of ranks), and its per-row targets of the unmasked global batch (``Loss.token_targets``: BABERT's boundary
+    features), sliced to this rank's rows; this rank runs its rows, gives the loss the logits of the selected
+    positions (the loss's first output) and its other outputs whole, and sums the per-token losses; the sum is
+    divided by the number of loss tokens in the global batch, so the ranks' gradients add up to the gradient of the
+    global mean.
     """
 
     name = "token"
-    outputs = ("mlm", "lm")
+    outputs = ("mlm", "lm", "boundary")
 
     def needs(self, loss: Loss) -> tuple[str, ...]:
         return ("tokenize_pairs",) if isinstance(loss.column, tuple) else ("tokenizer",)
@@ -359,18 +363,33 @@ class TokenObjective(Objective):
         prompts = getattr(self.model, "prompts", None) or {}
         return self.model.tokenize([prompts.get("query", "") + t for t in rows[column]], self.stage.max_length)
 
+    def corpus(self, texts: list[str], chunk: int = 1024) -> list[list[int]]:
+        """Each text's content token ids as a step tokenizes it (prompt, ``max_length``), specials and pads dropped:
+        what a loss that ``fits`` learns from."""
+        out: list[list[int]] = []
+        for i in range(0, len(texts), chunk):
+            batch = self._tokenized({self.loss.column: texts[i : i + chunk]})
+            real = content_mask(batch, self.model.tokenizer)  # (b, T)
+            out += [row[keep].tolist() for row, keep in zip(batch["input_ids"], real, strict=True)]
+        return out
+
     def step(self, rows: dict[str, list[Any]], targets: dict[str, torch.Tensor], generator: torch.Generator) -> float:
-        batch = self._tokenized(rows)
-        batch, select, labels = self.loss.token_inputs(batch, self.model, generator)  # select (B, T), labels (M,)
+        tokenized = self._tokenized(rows)
+        batch, select, labels = self.loss.token_inputs(tokenized, self.model, generator)  # select (B, T), labels (M,)
         mine = self.dist.slice(self.stage.batch_size)
+        rows_targets = {
+            k: v[mine].to(self.dist.device) for k, v in self.loss.token_targets(tokenized, select, self.model).items()
+        }
         local = self._to_device({k: v[mine] for k, v in batch.items()})
         local_select = select[mine].to(self.dist.device)
         before = int(select[: mine.start].sum())  # labels are in row order: this rank's run is contiguous
         local_labels = labels[before : before + int(local_select.sum())].to(self.dist.device)
         total = max(1, int(select.sum()))
+        first, *others = self.loss.outputs
         with self._autocast():
-            logits = self.model.heads(**local, outputs=self.loss.outputs, select=local_select)[self.loss.outputs[0]]
-        per_token = self.loss(logits=logits.float(), labels=local_labels, **targets)  # (m,)
+            out = self.model.heads(**local, outputs=self.loss.outputs, select=local_select)
+        whole = {name: out[name].float() for name in others}  # e.g. boundary (b, T, F)
+        per_token = self.loss(logits=out[first].float(), labels=local_labels, **whole, **rows_targets, **targets)
         summed = per_token.sum()
         (summed / total).backward()
         return float(all_sum(summed.detach(), self.dist.world)) / total

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from zoo.datafiles import conll_texts
 from zoo.errors import ZooError
 
 __all__ = ["corpus_texts", "train_wordpiece", "wordpiece_vocab", "SPECIAL_TOKENS"]
@@ -23,9 +24,17 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
 def corpus_texts(paths: Iterable[Path], max_texts: int) -> Iterator[str]:
-    """Every non-empty string field of every record, file by file, at most ``max_texts`` texts."""
+    """Every non-empty string field of every record, file by file, at most ``max_texts`` texts; a ``.conll`` file
+    gives its sentences (``zoo.datafiles.conll_texts``)."""
     n = 0
     for path in paths:
+        if path.suffix == ".conll":
+            for text in conll_texts(path)[: max_texts - n]:
+                n += 1
+                yield text
+            if n >= max_texts:
+                return
+            continue
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:

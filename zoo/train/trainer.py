@@ -294,11 +294,26 @@ class _Stage:
                 )
             self.teacher = Teacher(self.cfg.teacher, model, family, frozen, writes=d.rank == 0)
         self.losses = [o.loss for o in self.objectives]
+        self._fit(model)
         for i, loss in enumerate(self.losses):  # a loss's own layers (IBKD's projection), seeded alike on every rank
             if loss.builds:
                 loss.build(model.embed_dim, self.teacher.dim, seed=cfg.seed * 1000 + index * 10 + i)
                 loss.to(d.device).train()
         self.optimizer = _optimizer(model, self.cfg, self.losses)
+
+    def _fit(self, model: Any) -> None:
+        """Fit the losses that learn from the stage's texts (``Loss.fits``: BABERT's boundary statistics) on the
+        texts of every ``texts`` source of the stage, once per loss name, before the first step. The state is a
+        function of the sources' rows and the model's tokenizer only, so a resumed run recomputes the same."""
+        fitting = [o for o in self.objectives if o.loss.fits]
+        if not fitting:
+            return
+        texts = [t for src in self.sources if src.format == "texts" for t in src.columns["text"]]
+        fitted: dict[str, Any] = {}
+        for o in fitting:
+            if o.loss.name not in fitted:
+                fitted[o.loss.name] = o.loss.fit(model, o.corpus(texts))
+            o.loss.fitted = fitted[o.loss.name]
 
     def step(self, source: int, rows: dict[str, list[Any]], generator: torch.Generator, device: torch.device) -> float:
         """The objective's forward and backward passes on one global batch of ``source``; returns the loss."""

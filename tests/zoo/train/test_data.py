@@ -44,6 +44,22 @@ def test_jsonl_readers_and_checksums(train_data: Path) -> None:
     assert texts.format == "texts" and len(texts) == 120
 
 
+def test_conll_texts_reader_joins_each_sentences_first_column(tmp_path: Path) -> None:
+    (tmp_path / "ner").mkdir()
+    (tmp_path / "ner/train.conll").write_text("北\tB-LOC\n京\tI-LOC\n\n\ne1\tO\n好 O\n\n", encoding="utf-8")
+    src = load_source(tmp_path, _src("conll-texts", "ner/train.conll"), seed=0)
+    assert src.format == "texts" and src.columns == {"text": ["北京", "e1好"]}
+    assert list(src.files) == ["ner/train.conll"]
+    from zoo.train.tokenizer import corpus_texts
+
+    assert list(corpus_texts([tmp_path / "ner/train.conll"], 1)) == ["北京"]  # a scratch tokenizer reads them too
+    (tmp_path / "ner/empty.conll").write_text("\n\n", encoding="utf-8")
+    with pytest.raises(ZooError, match="no sentences"):
+        load_source(tmp_path, _src("conll-texts", "ner/empty.conll"), seed=0)
+    with pytest.raises(ZooError, match="unknown column"):
+        load_source(tmp_path, _src("conll-texts", "ner/train.conll", fields={"text": "x"}), seed=0)
+
+
 def test_labelled_reader_pairs_different_texts_of_one_label(train_data: Path) -> None:
     src = load_source(train_data, _src("jsonl-labelled", "labelled/train.jsonl"), seed=0)
     label = {json.loads(x)["text"]: json.loads(x)["label"] for x in (train_data / "labelled/train.jsonl").open()}

@@ -158,6 +158,7 @@ def test_loss_config_citation_and_errors() -> None:
         "listwise-ce",
         "score-kl",
         "mlm",
+        "babert",
         "causal-lm",
         "rankinggpt",
     }
